@@ -1,0 +1,157 @@
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { exactlyOnceSchema, type RawConfig } from './schema.js';
+
+type Camel<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
+type CamelDeep<T> = T extends readonly unknown[]
+  ? T
+  : T extends object
+    ? { readonly [K in keyof T as K extends string ? Camel<K> : K]: CamelDeep<T[K]> }
+    : T;
+
+/**
+ * The resolved, validated, frozen configuration. Keys are the YAML keys in camelCase
+ * (`retry_backoff.initial_delay` -> `retryBackoff.initialDelay`); every duration is in milliseconds.
+ */
+export type Config = CamelDeep<RawConfig>;
+
+export interface LoadConfigOptions {
+  /** Environment to read overrides from. @defaultValue process.env */
+  env?: Record<string, string | undefined>;
+  /** Values that win over file and environment (CLI flags), in YAML shape under `exactly_once`. */
+  overrides?: Record<string, unknown>;
+}
+
+const SECTIONS = new Set(['idempotency', 'outbox', 'metrics', 'database', 'redis', 'admin']);
+
+/**
+ * The defaults, with no file and no environment applied.
+ *
+ * @example const cfg = defaultConfig(); cfg.outbox.batchSize // 50
+ */
+export function defaultConfig(): Config {
+  return resolve({}, undefined);
+}
+
+/**
+ * Resolve config once: defaults, then the YAML file (`path`, else `EXACTLY_ONCE_CONFIG`), then the environment
+ * (`DATABASE_URL`, `REDIS_URL`, `ADMIN_TOKEN`), then `overrides`. Validates everything and returns a frozen object.
+ * Throws `ConfigError` naming the key path and the file.
+ *
+ * The file may hold the full tree (`exactly_once: {...}`) or a fragment of it (`outbox: {...}`), as the reference
+ * document's snippets do.
+ *
+ * @example const cfg = loadConfig('config/exactly-once.yaml');
+ */
+export function loadConfig(path?: string, options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const file = path ?? (env.EXACTLY_ONCE_CONFIG || undefined);
+  const tree = file ? readYamlTree(file) : {};
+  applyEnv(tree, env);
+  if (options.overrides) deepMerge(tree, options.overrides);
+  return resolve(tree, file);
+}
+
+/** Validate an already-parsed `exactly_once` tree (for callers that build config in code). */
+export function configFromObject(tree: Record<string, unknown>, file?: string): Config {
+  return resolve(structuredClone(tree), file);
+}
+
+function readYamlTree(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('', `cannot read config file: ${(err as Error).message}`, file, { cause: err });
+  }
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0];
+    throw new ConfigError('', `invalid YAML: ${first?.message ?? 'parse error'}`, file);
+  }
+  const root: unknown = doc.toJS() ?? {};
+  if (!isPlainObject(root)) throw new ConfigError('', 'the file must hold a mapping (exactly_once: ...)', file);
+  if ('exactly_once' in root) {
+    const extra = Object.keys(root).filter((k) => k !== 'exactly_once');
+    if (extra.length > 0) throw new ConfigError(extra[0] as string, 'unknown top-level key next to exactly_once', file);
+    const tree = root.exactly_once ?? {};
+    if (!isPlainObject(tree)) throw new ConfigError('exactly_once', 'must be a mapping', file);
+    return tree;
+  }
+  // A fragment such as the document's `idempotency: {storage: ...}` snippets.
+  for (const key of Object.keys(root)) {
+    if (!SECTIONS.has(key)) {
+      throw new ConfigError(
+        `exactly_once.${key}`,
+        `unknown key (expected exactly_once: or one of ${[...SECTIONS].join(', ')})`,
+        file,
+      );
+    }
+  }
+  return root;
+}
+
+function applyEnv(tree: Record<string, unknown>, env: Record<string, string | undefined>): void {
+  if (env.DATABASE_URL) deepMerge(tree, { database: { url: env.DATABASE_URL } });
+  if (env.REDIS_URL) deepMerge(tree, { redis: { url: env.REDIS_URL } });
+  if (env.ADMIN_TOKEN) deepMerge(tree, { admin: { token: env.ADMIN_TOKEN } });
+}
+
+function resolve(tree: Record<string, unknown>, file: string | undefined): Config {
+  const parsed = exactlyOnceSchema.safeParse(tree);
+  if (!parsed.success) throw toConfigError(parsed.error, file);
+  const raw = parsed.data;
+  if (raw.outbox.enabled && raw.outbox.storage_type === 'redis') {
+    throw new ConfigError(
+      'exactly_once.outbox.storage_type',
+      '"redis" cannot share a transaction with your business rows; an enabled outbox must use "database"',
+      file,
+    );
+  }
+  if (raw.outbox.retry_backoff.max_delay < raw.outbox.retry_backoff.initial_delay) {
+    throw new ConfigError('exactly_once.outbox.retry_backoff.max_delay', 'must be >= initial_delay', file);
+  }
+  return deepFreeze(camelize(raw)) as Config;
+}
+
+function toConfigError(error: z.ZodError, file: string | undefined): ConfigError {
+  const issue = error.issues[0];
+  if (!issue) return new ConfigError('exactly_once', 'invalid config', file);
+  const path = ['exactly_once', ...issue.path.map(String)];
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0] as string;
+    return new ConfigError([...path, key].join('.'), 'unknown key', file);
+  }
+  return new ConfigError(path.join('.'), issue.message, file);
+}
+
+function camelize(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(camelize);
+  if (!isPlainObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value))
+    out[k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())] = camelize(v);
+  return out;
+}
+
+function deepMerge(target: Record<string, unknown>, source: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(source)) {
+    const current = target[k];
+    if (isPlainObject(v) && isPlainObject(current)) deepMerge(current, v);
+    else target[k] = isPlainObject(v) ? structuredClone(v) : v;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

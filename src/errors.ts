@@ -1,0 +1,117 @@
+/**
+ * Every error this library throws on purpose. Each class has a stable `code` that is never reused,
+ * so callers can branch on `err.code` instead of on message text.
+ */
+export class ExactlyOnceError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A config file, environment variable or flag is invalid. `path` names the key, e.g. `exactly_once.outbox.batch_size`. */
+export class ConfigError extends ExactlyOnceError {
+  readonly path: string;
+  readonly file: string | undefined;
+
+  constructor(path: string, message: string, file?: string, options?: { cause?: unknown }) {
+    super('EO_CONFIG_INVALID', `${file ? `${file}: ` : ''}${path ? `${path}: ` : ''}${message}`, options);
+    this.path = path;
+    this.file = file;
+  }
+}
+
+/** An event handed to `storeInOutbox` is invalid; nothing was written. `field` names the offending field. */
+export class OutboxEventValidationError extends ExactlyOnceError {
+  readonly field: string;
+  readonly index: number | undefined;
+
+  constructor(field: string, message: string, index?: number) {
+    const where = index === undefined ? field : `events[${index}].${field}`;
+    super('EO_OUTBOX_INVALID_EVENT', `${where}: ${message}`);
+    this.field = field;
+    this.index = index;
+  }
+}
+
+/** The transaction handed to `storeInOutbox` is neither a Kysely instance/transaction nor a pg client. */
+export class UnsupportedExecutorError extends ExactlyOnceError {
+  constructor() {
+    super(
+      'EO_UNSUPPORTED_EXECUTOR',
+      'storeInOutbox needs a Kysely transaction (or Kysely instance) or a pg client/pool; got something else',
+    );
+  }
+}
+
+/** The outbox table is missing: migrations have not been applied to this database. */
+export class NotMigratedError extends ExactlyOnceError {
+  constructor(table: string, options?: { cause?: unknown }) {
+    super('EO_NOT_MIGRATED', `table "${table}" does not exist; run \`exactly-once migrate\` first`, options);
+  }
+}
+
+/** A migration command failed. */
+export class MigrationError extends ExactlyOnceError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EO_MIGRATION_FAILED', message, options);
+  }
+}
+
+/** Another caller holds the idempotency key and did not finish within the wait time. The processor was not run. */
+export class IdempotencyInProgressError extends ExactlyOnceError {
+  readonly key: string;
+
+  constructor(key: string, waitedMs: number) {
+    super(
+      'EO_IDEMPOTENCY_IN_PROGRESS',
+      `idempotency key "${key}" is being processed by another caller (waited ${waitedMs} ms)`,
+    );
+    this.key = key;
+  }
+}
+
+/** The idempotency key was first used with a different request fingerprint. The processor was not run. */
+export class IdempotencyKeyMismatchError extends ExactlyOnceError {
+  readonly key: string;
+
+  constructor(key: string) {
+    super('EO_IDEMPOTENCY_KEY_MISMATCH', `idempotency key "${key}" was first used with a different request payload`);
+    this.key = key;
+  }
+}
+
+/** A feature was used while disabled in config. */
+export class FeatureDisabledError extends ExactlyOnceError {
+  constructor(feature: string) {
+    super('EO_FEATURE_DISABLED', `${feature} is disabled in config (exactly_once.${feature}.enabled: false)`);
+  }
+}
+
+/** SQLSTATE codes we match on; never match Postgres errors on message text. */
+export const PgErrorCode = {
+  undefinedTable: '42P01',
+  uniqueViolation: '23505',
+  serializationFailure: '40001',
+  deadlockDetected: '40P01',
+  queryCanceled: '57014',
+  adminShutdown: '57P01',
+  idleInTransactionTimeout: '25P03',
+} as const;
+
+/** The SQLSTATE of a pg error, if it is one. */
+export function sqlState(err: unknown): string | undefined {
+  if (
+    typeof err === 'object' &&
+    err !== null &&
+    'code' in err &&
+    typeof err.code === 'string' &&
+    err.code.length === 5
+  ) {
+    return err.code;
+  }
+  return undefined;
+}
