@@ -1,0 +1,331 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { Config } from '../config/load-config.js';
+import { NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
+import { type Logger, silentLogger } from '../logger.js';
+import { backoffDelay } from './backoff.js';
+import { CLAIM_SQL, LOCK_AGGREGATES_SQL, MARK_SQL } from './relay-sql.js';
+import { OUTBOX_CHANNEL, OUTBOX_TABLE } from './rows.js';
+import type { ClaimedEvent, Publisher, PublishOutcome } from './types.js';
+import { Wakeup } from './wakeup.js';
+
+/** What the relay reports; the Prometheus metrics implement it. */
+export interface RelayMetrics {
+  outboxPublished(count: number): void;
+  outboxFailed(count: number): void;
+  outboxRetried?(count: number): void;
+  outboxBatch(size: number, seconds: number): void;
+  redisRoundTrip(seconds: number): void;
+}
+
+export interface RelayOptions {
+  config: Config;
+  /** Connections for claim transactions; one per concurrent batch is in use at a time. */
+  pool: pg.Pool;
+  publisher: Publisher;
+  logger?: Logger;
+  metrics?: RelayMetrics;
+  /** Shown in logs. @defaultValue random */
+  relayId?: string;
+}
+
+/** Counts of one batch or of a drain. `duplicates` were already in Redis (a crashed relay's work) and count as published. */
+export interface PublishSummary {
+  claimed: number;
+  published: number;
+  duplicates: number;
+  retried: number;
+  failed: number;
+  held: number;
+}
+
+const ZERO: PublishSummary = { claimed: 0, published: 0, duplicates: 0, retried: 0, failed: 0, held: 0 };
+const MAX_ERROR_LENGTH = 2000;
+/** Backoff after an infrastructure error (Postgres or Redis unreachable): quick first retry, then calmer. */
+const OUTAGE_BACKOFF = { initialDelay: 100, maxDelay: 5000, multiplier: 2, jitter: true };
+
+/**
+ * Moves committed outbox events into Redis. Run as many relays as you like, in one process (`concurrency`) or many:
+ * they share the work through Postgres row and advisory locks, and keep each aggregate's events in write order.
+ *
+ * @example
+ * const relay = new Relay({ config, pool, publisher: new RedisListPublisher(redis) });
+ * await relay.start();            // LISTEN/NOTIFY wake-ups, poll_interval fallback
+ * process.on('SIGTERM', () => relay.stop());
+ */
+export class Relay {
+  readonly relayId: string;
+  readonly #config: Config;
+  readonly #pool: pg.Pool;
+  readonly #publisher: Publisher;
+  readonly #log: Logger;
+  readonly #metrics: RelayMetrics | undefined;
+  readonly #wakeup = new Wakeup();
+  #loops: Promise<void>[] = [];
+  #stopping = false;
+  #listener: pg.Client | undefined;
+  #listenerRetry: NodeJS.Timeout | undefined;
+  /** Earliest retry this process scheduled; we wake for it instead of waiting a whole poll interval. */
+  #nextRetryAt = Number.POSITIVE_INFINITY;
+
+  constructor(options: RelayOptions) {
+    this.relayId = options.relayId ?? randomBytes(4).toString('hex');
+    this.#config = options.config;
+    this.#pool = options.pool;
+    this.#publisher = options.publisher;
+    this.#log = (options.logger ?? silentLogger).child({ component: 'relay', relayId: this.relayId });
+    this.#metrics = options.metrics;
+  }
+
+  /** Check the schema, start listening for NOTIFY and run `outbox.concurrency` claim loops. */
+  async start(): Promise<void> {
+    await this.assertMigrated();
+    this.#stopping = false;
+    await this.#listen();
+    const n = this.#config.outbox.concurrency;
+    this.#loops = Array.from({ length: n }, (_, i) => this.#loop(i));
+    this.#log.info({ concurrency: n, batchSize: this.#config.outbox.batchSize }, 'relay started');
+  }
+
+  /** Throw `NotMigratedError` if the outbox table is missing. */
+  async assertMigrated(): Promise<void> {
+    const { rows } = await this.#pool.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [OUTBOX_TABLE]);
+    if (!rows[0]?.t) throw new NotMigratedError(OUTBOX_TABLE);
+  }
+
+  /**
+   * Finish the batches in flight, then stop. Resolves once no claim is held; safe to call twice.
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wakeup.wake();
+    clearTimeout(this.#listenerRetry);
+    await Promise.allSettled(this.#loops);
+    this.#loops = [];
+    const listener = this.#listener;
+    this.#listener = undefined;
+    if (listener) await listener.end().catch(() => {});
+    this.#log.info('relay stopped');
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /** Wake sleeping loops now (e.g. after an admin retry). */
+  wake(): void {
+    this.#wakeup.wake();
+  }
+
+  /**
+   * Publish everything due right now and return what happened (the library's `publishOutboxEvents`).
+   * Runs batches until one finds nothing to claim; errors propagate to the caller.
+   */
+  async publishDue(): Promise<PublishSummary> {
+    const total = { ...ZERO };
+    for (;;) {
+      const batch = await this.runBatch();
+      for (const k of Object.keys(total) as (keyof PublishSummary)[]) total[k] += batch[k];
+      if (batch.claimed === 0 || batch.claimed === batch.held) return total;
+    }
+  }
+
+  /** One claim -> publish -> mark transaction. Throws on Postgres or Redis unavailability (nothing is marked). */
+  async runBatch(): Promise<PublishSummary> {
+    const { batchSize, claimWindow, claimTimeout } = this.#config.outbox;
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    const started = performance.now();
+    try {
+      await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.max(1, claimTimeout)}`);
+      const locked = await client.query<{ aggregate_type: string; aggregate_id: string }>(LOCK_AGGREGATES_SQL, [
+        Math.max(claimWindow, batchSize),
+        batchSize,
+      ]);
+      if (locked.rows.length === 0) {
+        await client.query('COMMIT');
+        return { ...ZERO };
+      }
+      const types: string[] = [];
+      const ids: string[] = [];
+      const seen = new Set<string>();
+      for (const r of locked.rows) {
+        const key = `${r.aggregate_type}\u0000${r.aggregate_id}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        types.push(r.aggregate_type);
+        ids.push(r.aggregate_id);
+      }
+      const claimed = await client.query<ClaimRow>(CLAIM_SQL, [types, ids, batchSize]);
+      const events = claimed.rows.map(toClaimed);
+      if (events.length === 0) {
+        await client.query('COMMIT');
+        return { ...ZERO };
+      }
+      const outcomes = await this.#publisher.publish(events);
+      const summary = await this.#mark(client, events, outcomes);
+      await client.query('COMMIT');
+      this.#record(summary, (performance.now() - started) / 1000);
+      return summary;
+    } catch (err) {
+      // If even ROLLBACK fails the connection is dead or confused: destroy it rather than return it to the pool.
+      await client.query('ROLLBACK').catch((rollbackErr: Error) => {
+        broken = rollbackErr;
+      });
+      if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(OUTBOX_TABLE, { cause: err });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async #mark(client: pg.PoolClient, events: ClaimedEvent[], outcomes: PublishOutcome[]): Promise<PublishSummary> {
+    const { maxRetries, retryBackoff } = this.#config.outbox;
+    const summary: PublishSummary = { ...ZERO, claimed: events.length };
+    const seqs: string[] = [];
+    const statuses: string[] = [];
+    const delays: (number | null)[] = [];
+    const errors: (string | null)[] = [];
+    events.forEach((event, i) => {
+      const outcome = outcomes[i] ?? { kind: 'failed', error: 'publisher returned no outcome' };
+      if (outcome.kind === 'held') {
+        summary.held++;
+        return;
+      }
+      seqs.push(event.seq);
+      if (outcome.kind === 'published' || outcome.kind === 'duplicate') {
+        summary[outcome.kind === 'published' ? 'published' : 'duplicates']++;
+        statuses.push('published');
+        delays.push(null);
+        errors.push(null);
+        return;
+      }
+      const attempt = event.retryCount + 1;
+      const error = outcome.error.slice(0, MAX_ERROR_LENGTH);
+      errors.push(error);
+      if (attempt > (event.maxRetries ?? maxRetries)) {
+        summary.failed++;
+        statuses.push('failed');
+        delays.push(null);
+        this.#log.error({ eventId: event.id, attempts: attempt, error }, 'event failed permanently; marked failed');
+      } else {
+        summary.retried++;
+        const delay = backoffDelay(attempt, retryBackoff);
+        statuses.push('pending');
+        delays.push(delay);
+        this.#nextRetryAt = Math.min(this.#nextRetryAt, Date.now() + delay);
+        this.#log.warn({ eventId: event.id, attempt, delayMs: delay, error }, 'publish failed; retry scheduled');
+      }
+    });
+    if (seqs.length > 0) await client.query(MARK_SQL, [seqs, statuses, delays, errors]);
+    return summary;
+  }
+
+  #record(summary: PublishSummary, seconds: number): void {
+    const m = this.#metrics;
+    if (!m) return;
+    m.outboxBatch(summary.claimed, seconds);
+    if (summary.published + summary.duplicates > 0) m.outboxPublished(summary.published + summary.duplicates);
+    if (summary.failed > 0) m.outboxFailed(summary.failed);
+    if (summary.retried > 0) m.outboxRetried?.(summary.retried);
+  }
+
+  async #loop(index: number): Promise<void> {
+    const log = this.#log.child({ loop: index });
+    let outages = 0;
+    while (!this.#stopping) {
+      try {
+        const batch = await this.runBatch();
+        if (outages > 0) log.info({ afterFailures: outages }, 'relay recovered');
+        outages = 0;
+        // A full batch means more is probably waiting; anything else means we caught up.
+        if (batch.claimed > 0 && batch.claimed > batch.held) continue;
+        await this.#wakeup.sleep(this.#idleDelay());
+      } catch (err) {
+        outages++;
+        const delay = backoffDelay(outages, OUTAGE_BACKOFF);
+        const level = outages === 1 || outages % 20 === 0 ? 'warn' : 'debug';
+        log[level]({ err, failures: outages, retryInMs: delay }, 'relay batch failed; backing off');
+        if (err instanceof NotMigratedError) log.error('outbox table missing: run `exactly-once migrate`');
+        await this.#wakeup.sleep(delay);
+      }
+    }
+  }
+
+  #idleDelay(): number {
+    const poll = this.#config.outbox.pollInterval;
+    const untilRetry = this.#nextRetryAt - Date.now();
+    if (untilRetry <= 0) this.#nextRetryAt = Number.POSITIVE_INFINITY;
+    return Math.max(0, Math.min(poll, untilRetry > 0 ? untilRetry + 5 : poll));
+  }
+
+  /** LISTEN on a dedicated connection; on loss, reconnect with backoff (polling covers the gap). */
+  async #listen(attempt = 0): Promise<void> {
+    if (this.#stopping) return;
+    const client = new pg.Client({ connectionString: this.#config.database.url });
+    const retry = () => {
+      if (this.#stopping || this.#listener !== client) return;
+      this.#listener = undefined;
+      client.end().catch(() => {});
+      const delay = backoffDelay(attempt + 1, OUTAGE_BACKOFF);
+      this.#listenerRetry = setTimeout(() => void this.#listen(attempt + 1), delay);
+    };
+    client.on('error', (err) => {
+      this.#log.warn({ err }, 'LISTEN connection lost; polling until it is back');
+      retry();
+    });
+    client.on('end', retry);
+    client.on('notification', () => this.#wakeup.wake());
+    this.#listener = client;
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+      // Anything committed while we were not listening is picked up now.
+      this.#wakeup.wake();
+      if (attempt > 0) this.#log.info('LISTEN connection restored');
+    } catch (err) {
+      this.#log.warn({ err }, 'cannot LISTEN for outbox notifications; retrying');
+      retry();
+    }
+  }
+}
+
+interface ClaimRow {
+  seq: string;
+  id: string;
+  aggregate_type: string;
+  aggregate_id: string;
+  event_type: string;
+  tenant_id: string;
+  queue: string | null;
+  retry_count: number;
+  max_retries: number | null;
+  created_at: Date;
+  payload: string;
+  headers: string;
+  priority: string | null;
+  traceparent: string | null;
+  filepath: string | null;
+  filesize: string | null;
+}
+
+function toClaimed(r: ClaimRow): ClaimedEvent {
+  return {
+    seq: r.seq,
+    id: r.id,
+    aggregateType: r.aggregate_type,
+    aggregateId: r.aggregate_id,
+    eventType: r.event_type,
+    tenantId: r.tenant_id,
+    queue: r.queue,
+    retryCount: r.retry_count,
+    maxRetries: r.max_retries,
+    createdAt: r.created_at,
+    payload: r.payload,
+    headers: r.headers,
+    priority: r.priority,
+    traceparent: r.traceparent,
+    filepath: r.filepath,
+    filesize: r.filesize,
+  };
+}

@@ -1,0 +1,88 @@
+/** Lifecycle of an outbox row: `pending` until the relay pushes it, `failed` once retries are exhausted. */
+export type OutboxStatus = 'pending' | 'published' | 'failed';
+
+/** What an application hands to `storeInOutbox`. Only `aggregateId`, `eventType` and `payload` are required. */
+export interface NewOutboxEvent {
+  /** A UUID of your choosing (e.g. to reference the event elsewhere); generated (UUIDv7) when omitted. */
+  id?: string;
+  /** The entity the event is about; events of one aggregate reach Redis in write order. */
+  aggregateId: string;
+  /** Entity type; part of the aggregate identity together with `aggregateId`. @defaultValue "" */
+  aggregateType?: string;
+  eventType: string;
+  /** Any JSON-serialisable value. `filepath` / `filesize` fields, when present, fill the go-redis-work-queue job fields. */
+  payload: unknown;
+  /** String headers. `priority: high|low` picks the queue; `traceparent` (W3C) fills trace_id / span_id. */
+  headers?: Record<string, string>;
+  /** Stored with the event, not published. */
+  metadata?: Record<string, unknown>;
+  /** @defaultValue "" */
+  tenantId?: string;
+  /** Redis list to push to instead of the one `queue_pattern` names. */
+  queue?: string;
+  /** Overrides `outbox.max_retries` for this event. */
+  maxRetries?: number;
+}
+
+/** A stored outbox row (the reference document's OutboxEvent, plus the relay's bookkeeping). */
+export interface OutboxEvent {
+  id: string;
+  /** Write order (a bigint, as a string so it never loses precision). */
+  seq: string;
+  aggregateId: string;
+  aggregateType: string;
+  eventType: string;
+  payload: unknown;
+  headers: Record<string, string>;
+  metadata: Record<string, unknown>;
+  tenantId: string;
+  queue: string | null;
+  status: OutboxStatus;
+  retryCount: number;
+  /** `null` means the relay's `outbox.max_retries`. */
+  maxRetries: number | null;
+  nextAttemptAt: Date;
+  lastError: string | null;
+  createdAt: Date;
+  publishedAt: Date | null;
+}
+
+/** A row as the relay claims it: only what publishing needs, with JSON kept as text so it is never re-parsed. */
+export interface ClaimedEvent {
+  seq: string;
+  id: string;
+  aggregateType: string;
+  aggregateId: string;
+  eventType: string;
+  tenantId: string;
+  queue: string | null;
+  retryCount: number;
+  maxRetries: number | null;
+  createdAt: Date;
+  /** payload as JSON text */
+  payload: string;
+  /** headers as JSON text */
+  headers: string;
+  priority: string | null;
+  traceparent: string | null;
+  filepath: string | null;
+  filesize: string | null;
+}
+
+/** What a publisher did with one event of a batch. */
+export type PublishOutcome =
+  | { kind: 'published' }
+  /** Already pushed by an earlier attempt (its dedup marker exists); counts as published. */
+  | { kind: 'duplicate' }
+  /** Not attempted because an earlier event of the same aggregate failed in this batch; stays pending. */
+  | { kind: 'held' }
+  | { kind: 'failed'; error: string };
+
+/**
+ * Pushes a claimed batch somewhere. Return one outcome per event, in order. Throw only when the whole batch could
+ * not be attempted (connection lost, timeout): the relay then rolls back and backs off without counting a retry.
+ */
+export interface Publisher {
+  publish(events: readonly ClaimedEvent[]): Promise<PublishOutcome[]>;
+  close?(): Promise<void>;
+}

@@ -1,0 +1,63 @@
+import { Redis } from 'ioredis';
+import { Kysely, PostgresDialect } from 'kysely';
+import { type Config, configFromObject } from '../../src/config/load-config.js';
+import { Relay } from '../../src/outbox/relay.js';
+import { RedisListPublisher } from '../../src/publishers/redis-list.js';
+import { createTestDatabase, deleteRedisPrefix, REDIS_URL, redisPrefix, type TestDatabase } from './services.js';
+
+export interface OutboxFixture {
+  db: TestDatabase;
+  // biome-ignore lint/suspicious/noExplicitAny: tests create ad-hoc tables
+  kysely: Kysely<any>;
+  redis: Redis;
+  prefix: string;
+  config: Config;
+  /** The list a `low` priority event lands in. */
+  lowQueue: string;
+  highQueue: string;
+  relay(overrides?: { publisher?: RedisListPublisher; config?: Config }): Relay;
+  publisher(redis?: Redis): RedisListPublisher;
+  /** All jobs of a list, oldest first (the order a right-popping worker sees them). */
+  jobs(list?: string): Promise<Record<string, unknown>[]>;
+  close(): Promise<void>;
+}
+
+/** A migrated database, a Redis key prefix, and a config pointing at both. */
+export async function outboxFixture(label: string, outbox: Record<string, unknown> = {}): Promise<OutboxFixture> {
+  const db = await createTestDatabase(label);
+  const redis = new Redis(REDIS_URL);
+  const prefix = redisPrefix(label);
+  const config = configFromObject({
+    database: { url: db.url },
+    redis: { url: REDIS_URL },
+    outbox: { queue_pattern: `${prefix}jobqueue:{priority}_priority`, poll_interval: '200ms', ...outbox },
+  });
+  const kysely = new Kysely({ dialect: new PostgresDialect({ pool: db.pool }) });
+  const publisher = (client: Redis = redis) =>
+    new RedisListPublisher(client, {
+      queuePattern: config.outbox.queuePattern,
+      defaultPriority: config.outbox.defaultPriority,
+      dedupWindowMs: config.outbox.dedupWindow,
+      timeoutMs: config.outbox.publishTimeout,
+    });
+  return {
+    db,
+    kysely,
+    redis,
+    prefix,
+    config,
+    lowQueue: `${prefix}jobqueue:low_priority`,
+    highQueue: `${prefix}jobqueue:high_priority`,
+    publisher,
+    relay: (o = {}) => new Relay({ config: o.config ?? config, pool: db.pool, publisher: o.publisher ?? publisher() }),
+    async jobs(list = `${prefix}jobqueue:low_priority`) {
+      const raw = await redis.lrange(list, 0, -1);
+      return raw.reverse().map((j) => JSON.parse(j) as Record<string, unknown>);
+    },
+    async close() {
+      await deleteRedisPrefix(redis, prefix);
+      redis.disconnect();
+      await db.close();
+    },
+  };
+}
