@@ -83,24 +83,29 @@ function checkString(value: string, field: string, fail: Fail): void {
 function checkJson(value: unknown, path: string, fail: Fail, seen = new Set<object>()): void {
   switch (typeof value) {
     case 'string':
-      return checkString(value, path, fail);
+      checkString(value, path, fail);
+      return;
     case 'number':
       if (!Number.isFinite(value)) fail(path, `${value} is not representable in JSON`);
       return;
     case 'boolean':
       return;
     case 'bigint':
-      return fail(path, 'BigInt is not JSON-serialisable; convert it to a string');
+      fail(path, 'BigInt is not JSON-serialisable; convert it to a string');
+      return;
     case 'function':
     case 'symbol':
-      return fail(path, `a ${typeof value} is not JSON-serialisable`);
+      fail(path, `a ${typeof value} is not JSON-serialisable`);
+      return;
     case 'undefined':
-      return fail(path, 'undefined is not JSON-serialisable');
+      fail(path, 'undefined is not JSON-serialisable');
+      return;
   }
   if (value === null) return;
   const obj = value as object;
   if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') {
-    return checkJson((obj as { toJSON(): unknown }).toJSON(), path, fail, seen);
+    checkJson((obj as { toJSON(): unknown }).toJSON(), path, fail, seen);
+    return;
   }
   if (seen.has(obj)) fail(path, 'contains a circular reference');
   seen.add(obj);
