@@ -1,0 +1,48 @@
+import pg from 'pg';
+import { kyselyFromPool, migrateDown, migrateToLatest, migrationStatus } from '../../db/migrator.js';
+import { type Command, parseFlags, UsageError } from '../command.js';
+import { cliContext } from '../context.js';
+
+const USAGE = `Usage: exactly-once migrate [latest|down|status] [--config FILE]
+
+  latest   apply every pending migration (default)
+  down     undo the most recent migration
+  status   list migrations and when each was applied
+
+The database is DATABASE_URL, else database.url from the config file.`;
+
+export const migrateCommand: Command = {
+  name: 'migrate',
+  summary: 'apply, undo or list database migrations',
+  async run(argv) {
+    const { values, positionals } = parseFlags(argv, {}, true);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const action = positionals[0] ?? 'latest';
+    if (!['latest', 'up', 'down', 'status'].includes(action) || positionals.length > 1) {
+      throw new UsageError(`unknown migrate action "${positionals.join(' ')}"\n\n${USAGE}`);
+    }
+    const { config } = cliContext(values);
+    const db = kyselyFromPool(new pg.Pool({ connectionString: config.database.url, max: 1 }));
+    try {
+      if (action === 'status') {
+        for (const m of await migrationStatus(db)) {
+          console.log(
+            `${m.executedAt ? `applied ${m.executedAt.toISOString()}` : 'pending                          '}  ${m.name}`,
+          );
+        }
+      } else if (action === 'down') {
+        const undone = await migrateDown(db);
+        console.log(undone.length ? `undid ${undone.join(', ')}` : 'nothing to undo');
+      } else {
+        const done = await migrateToLatest(db);
+        console.log(done.length ? `applied ${done.join(', ')}` : 'already up to date');
+      }
+      return 0;
+    } finally {
+      await db.destroy();
+    }
+  },
+};
