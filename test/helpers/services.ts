@@ -98,12 +98,12 @@ export interface RedisServer {
   url: string;
   /** Stop the server (SIGKILL: an outage, not a clean shutdown). */
   kill(): Promise<void>;
-  /** Start it again on the same port (empty: no persistence). */
+  /** Start it again on the same port (empty unless started with `persistent`). */
   start(): Promise<void>;
 }
 
 /** A test-owned redis-server on its own loopback port, for outage tests. */
-export async function startRedisServer(): Promise<RedisServer> {
+export async function startRedisServer(options: { persistent?: boolean } = {}): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'eo-redis-'));
   let child: ChildProcess | undefined;
@@ -113,7 +113,11 @@ export async function startRedisServer(): Promise<RedisServer> {
     async start() {
       child = spawn(
         'redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+        [
+          ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir],
+          // persistent: an AOF synced on every write, so a SIGKILL + restart is an outage, not data loss
+          ...(options.persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+        ],
         { stdio: 'ignore' },
       );
       await waitFor(

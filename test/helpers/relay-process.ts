@@ -1,0 +1,43 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+
+const BIN = new URL('../../bin/exactly-once.js', import.meta.url).pathname;
+
+/** Write an `exactly_once:` YAML config file for child processes and return its path. */
+export function writeConfigFile(label: string, tree: Record<string, unknown>): string {
+  const file = path.join(tmpdir(), `eo-${label}-${process.pid}-${Date.now()}.yaml`);
+  writeFileSync(file, stringify({ exactly_once: tree }));
+  return file;
+}
+
+export interface RelayProcess {
+  child: ChildProcess;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr(): string;
+}
+
+/** `exactly-once relay --config FILE` as a child process (the real CLI, as operators run it). */
+export function spawnRelay(
+  configFile: string,
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+): RelayProcess {
+  const child = spawn(process.execPath, [BIN, 'relay', '--config', configFile, ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+  });
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  child.stdout?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return { child, exited, stderr: () => err };
+}
