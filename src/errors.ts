@@ -115,3 +115,49 @@ export function sqlState(err: unknown): string | undefined {
   }
   return undefined;
 }
+
+// --- admin API, outbox inspection, maintenance ---
+
+/** A query parameter, body field or argument is invalid. `field` names it (`limit`, `cursor`, `ids[2]`, `ttl`). */
+export class InvalidParameterError extends ExactlyOnceError {
+  readonly field: string;
+
+  constructor(field: string, message: string, options?: { cause?: unknown }) {
+    super('EO_INVALID_PARAMETER', `${field}: ${message}`, options);
+    this.field = field;
+  }
+}
+
+/** A mutating admin request (or any request, with `protect_reads`) lacks the right bearer token. */
+export class AdminUnauthorizedError extends ExactlyOnceError {
+  constructor(message = 'missing or wrong bearer token (Authorization: Bearer <token>)') {
+    super('EO_ADMIN_UNAUTHORIZED', message);
+  }
+}
+
+/** The idempotency key an admin request names does not exist. */
+export class IdempotencyKeyNotFoundError extends ExactlyOnceError {
+  readonly key: string;
+
+  constructor(key: string) {
+    super('EO_IDEMPOTENCY_KEY_NOT_FOUND', `idempotency key "${key}" does not exist`);
+    this.key = key;
+  }
+}
+
+/** Creating an idempotency key would overwrite an existing one; nothing was written. */
+export class IdempotencyKeyExistsError extends ExactlyOnceError {
+  readonly key: string;
+
+  constructor(key: string) {
+    super('EO_IDEMPOTENCY_KEY_EXISTS', `idempotency key "${key}" already exists; delete it first to replace it`);
+    this.key = key;
+  }
+}
+
+/** A maintenance (cleanup) run failed. The cause says which step. */
+export class MaintenanceError extends ExactlyOnceError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EO_MAINTENANCE_FAILED', message, options);
+  }
+}

@@ -1,0 +1,290 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Config } from '../config/load-config.js';
+import { type Logger, silentLogger } from '../logger.js';
+import { type OutboxBacklog, outboxBacklog, type Queryable } from '../outbox/inspect.js';
+import { LabelLimiter } from './label-limiter.js';
+
+export type MetricsConfig = Config['metrics'];
+
+export interface MetricsOptions {
+  /** `metrics` section of the config: `histogram_buckets`, `cardinality_limit`, `collection_interval`. */
+  config?: Pick<MetricsConfig, 'histogramBuckets' | 'cardinalityLimit' | 'collectionInterval'>;
+  /** Postgres pool for the outbox backlog gauges, read at scrape time. Without it those gauges stay absent. */
+  pool?: Queryable;
+  /** Default Node process metrics (`process_*`, `nodejs_*`). @defaultValue true */
+  processMetrics?: boolean;
+  /** Labels on every series, e.g. `{ instance_role: 'relay' }`. */
+  defaultLabels?: Record<string, string>;
+  logger?: Logger;
+}
+
+/** Where an idempotency record lives, for the storage metrics. */
+export type StoreKind = 'database' | 'redis' | 'memory' | 'cache';
+/** What an idempotency check found: a new key (processor runs), a completed duplicate, or a key someone holds. */
+export type CheckResult = 'new' | 'duplicate' | 'in_progress';
+export type CleanupType = 'idempotency' | 'outbox';
+
+const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
+// A Redis round trip on a LAN is sub-millisecond; the config buckets (from 1 ms) would put every sample in the first.
+const ROUND_TRIP_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5];
+const BACKLOG_QUERY_TIMEOUT_MS = 2000;
+
+/**
+ * Every Prometheus metric this package records, on a registry of its own (never prom-client's global one, so two
+ * instances in one process never collide and a user's registry stays theirs). Implements the relay's
+ * `RelayMetrics` and the idempotency service's `IdempotencyMetrics` hooks; hand the same instance to both.
+ *
+ * The names are the reference document's; `queue` and `tenant` labels are capped by `cardinality_limit`
+ * (further values collapse into `other`). Backlog gauges are refreshed when scraped, at most once per
+ * `collection_interval`, with one cheap query (see `outboxBacklog`).
+ *
+ * @example
+ * const metrics = new Metrics({ config: config.metrics, pool });
+ * const relay = startRelay({ ..., metrics });
+ * res.type(metrics.contentType).send(await metrics.text());
+ */
+export class Metrics {
+  readonly registry: Registry;
+  readonly #labels: LabelLimiter;
+  readonly #pool: Queryable | undefined;
+  readonly #intervalMs: number;
+  readonly #logger: Logger;
+  #backlog: OutboxBacklog | undefined;
+  #backlogAt = 0;
+  #backlogRefresh: Promise<void> | undefined;
+
+  readonly processingDuration: Histogram<'queue' | 'result'>;
+  readonly duplicatesAvoided: Counter<'queue' | 'tenant'>;
+  readonly successfulProcessing: Counter<'queue' | 'tenant'>;
+  readonly storageErrors: Counter<'store' | 'operation'>;
+  readonly idempotencyChecks: Counter<'queue' | 'tenant' | 'result'>;
+  readonly outboxPublishedTotal: Counter;
+  readonly outboxFailedTotal: Counter;
+  readonly outboxRetriedTotal: Counter;
+  readonly outboxProcessingDuration: Histogram;
+  readonly storageOperations: Counter<'store' | 'operation' | 'result'>;
+  readonly storageSizeGauge: Gauge<'store'>;
+  readonly outboxBacklogGauge: Gauge<'status'>;
+  readonly outboxOldestPendingAge: Gauge;
+  readonly outboxBatchSize: Histogram;
+  readonly redisRoundTripSeconds: Histogram;
+  readonly maintenanceRuns: Counter<'type' | 'result'>;
+  readonly maintenanceDeleted: Counter<'type'>;
+
+  constructor(options: MetricsOptions = {}) {
+    const config = options.config;
+    const buckets = [...(config?.histogramBuckets ?? [0.001, 0.01, 0.1, 1, 10])];
+    this.#labels = new LabelLimiter(config?.cardinalityLimit ?? 1000);
+    this.#pool = options.pool;
+    this.#intervalMs = config?.collectionInterval ?? 30_000;
+    this.#logger = options.logger ?? silentLogger;
+    this.registry = new Registry();
+    const registers = [this.registry];
+    if (options.defaultLabels) this.registry.setDefaultLabels(options.defaultLabels);
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+
+    this.processingDuration = new Histogram({
+      name: 'exactly_once_processing_duration_seconds',
+      help: 'Time the processor of processWithIdempotency ran, by outcome (success | error).',
+      labelNames: ['queue', 'result'],
+      buckets,
+      registers,
+    });
+    this.duplicatesAvoided = new Counter({
+      name: 'exactly_once_duplicates_avoided_total',
+      help: 'Jobs not processed again because their idempotency key had already completed.',
+      labelNames: ['queue', 'tenant'],
+      registers,
+    });
+    this.successfulProcessing = new Counter({
+      name: 'exactly_once_successful_processing_total',
+      help: 'Processor runs that completed and stored their result.',
+      labelNames: ['queue', 'tenant'],
+      registers,
+    });
+    this.storageErrors = new Counter({
+      name: 'exactly_once_storage_errors_total',
+      help: 'Failed storage operations (idempotency stores, outbox queries), by store and operation.',
+      labelNames: ['store', 'operation'],
+      registers,
+    });
+    this.idempotencyChecks = new Counter({
+      name: 'exactly_once_idempotency_checks_total',
+      help: 'Idempotency key checks, by result (new | duplicate | in_progress).',
+      labelNames: ['queue', 'tenant', 'result'],
+      registers,
+    });
+    this.outboxPublishedTotal = new Counter({
+      name: 'exactly_once_outbox_published_total',
+      help: 'Outbox events pushed to their destination (including ones found already pushed by an earlier attempt).',
+      registers,
+    });
+    this.outboxFailedTotal = new Counter({
+      name: 'exactly_once_outbox_failed_total',
+      help: 'Outbox events marked failed after exhausting their retries (dead events).',
+      registers,
+    });
+    this.outboxRetriedTotal = new Counter({
+      name: 'exactly_once_outbox_retried_total',
+      help: 'Failed publish attempts of outbox events that were scheduled for another attempt.',
+      registers,
+    });
+    this.outboxProcessingDuration = new Histogram({
+      name: 'exactly_once_outbox_processing_duration_seconds',
+      help: 'Time one relay batch took from claim to commit.',
+      buckets,
+      registers,
+    });
+    this.storageOperations = new Counter({
+      name: 'exactly_once_storage_operations_total',
+      help: 'Storage operations, by store, operation and result (ok | error).',
+      labelNames: ['store', 'operation', 'result'],
+      registers,
+    });
+    this.storageSizeGauge = new Gauge({
+      name: 'exactly_once_storage_size',
+      help: 'Idempotency records currently stored, by store, as last reported by the store.',
+      labelNames: ['store'],
+      registers,
+    });
+    this.outboxBacklogGauge = new Gauge({
+      name: 'exactly_once_outbox_backlog_events',
+      help: 'Outbox events waiting (pending) or dead (failed), read from Postgres at scrape time.',
+      labelNames: ['status'],
+      registers,
+      collect: () => this.#collectBacklog(),
+    });
+    this.outboxOldestPendingAge = new Gauge({
+      name: 'exactly_once_outbox_oldest_pending_age_seconds',
+      help: 'Age of the oldest pending outbox event (0 when none is pending), read at scrape time.',
+      registers,
+      collect: () => this.#collectBacklog(),
+    });
+    this.outboxBatchSize = new Histogram({
+      name: 'exactly_once_outbox_batch_size',
+      help: 'Events per relay batch.',
+      buckets: BATCH_SIZE_BUCKETS,
+      registers,
+    });
+    this.redisRoundTripSeconds = new Histogram({
+      name: 'exactly_once_redis_round_trip_seconds',
+      help: 'Time of one Redis publish round trip of the relay.',
+      buckets: ROUND_TRIP_BUCKETS,
+      registers,
+    });
+    this.maintenanceRuns = new Counter({
+      name: 'exactly_once_maintenance_runs_total',
+      help: 'Cleanup runs this process executed, by type (idempotency | outbox) and result (ok | error).',
+      labelNames: ['type', 'result'],
+      registers,
+    });
+    this.maintenanceDeleted = new Counter({
+      name: 'exactly_once_maintenance_deleted_total',
+      help: 'Rows or keys deleted by cleanup, by type.',
+      labelNames: ['type'],
+      registers,
+    });
+  }
+
+  /** Content-Type of `text()`, for the HTTP response. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text for a `/metrics` response. Never rejects because Postgres is down. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  // --- RelayMetrics (src/outbox/relay.ts) ---
+
+  outboxPublished(count: number): void {
+    if (count > 0) this.outboxPublishedTotal.inc(count);
+  }
+
+  outboxFailed(count: number): void {
+    if (count > 0) this.outboxFailedTotal.inc(count);
+  }
+
+  outboxRetried(count: number): void {
+    if (count > 0) this.outboxRetriedTotal.inc(count);
+  }
+
+  outboxBatch(size: number, seconds: number): void {
+    this.outboxBatchSize.observe(size);
+    this.outboxProcessingDuration.observe(seconds);
+  }
+
+  redisRoundTrip(seconds: number): void {
+    this.redisRoundTripSeconds.observe(seconds);
+  }
+
+  // --- IdempotencyMetrics (src/idempotency/) ---
+
+  idempotencyCheck(queue: string, tenant: string, result: CheckResult): void {
+    const labels = this.#queueTenant(queue, tenant);
+    this.idempotencyChecks.inc({ ...labels, result });
+    if (result === 'duplicate') this.duplicatesAvoided.inc(labels);
+  }
+
+  processed(queue: string, tenant: string, seconds: number, ok: boolean): void {
+    const labels = this.#queueTenant(queue, tenant);
+    this.processingDuration.observe({ queue: labels.queue, result: ok ? 'success' : 'error' }, seconds);
+    if (ok) this.successfulProcessing.inc(labels);
+  }
+
+  storageOperation(store: StoreKind, operation: string, ok: boolean): void {
+    this.storageOperations.inc({ store, operation, result: ok ? 'ok' : 'error' });
+    if (!ok) this.storageErrors.inc({ store, operation });
+  }
+
+  storageSize(store: StoreKind, size: number): void {
+    this.storageSizeGauge.set({ store }, size);
+  }
+
+  // --- maintenance ---
+
+  cleanupRun(type: CleanupType, deleted: number, ok: boolean): void {
+    this.maintenanceRuns.inc({ type, result: ok ? 'ok' : 'error' });
+    if (deleted > 0) this.maintenanceDeleted.inc({ type }, deleted);
+  }
+
+  #queueTenant(queue: string, tenant: string): { queue: string; tenant: string } {
+    return { queue: this.#labels.value('queue', queue), tenant: this.#labels.value('tenant', tenant) };
+  }
+
+  async #collectBacklog(): Promise<void> {
+    if (!this.#pool) return;
+    if (!this.#backlog || Date.now() - this.#backlogAt >= this.#intervalMs) {
+      // Both backlog gauges call this per scrape; they share one query.
+      this.#backlogRefresh ??= this.#refreshBacklog().finally(() => {
+        this.#backlogRefresh = undefined;
+      });
+      await this.#backlogRefresh;
+    }
+    const b = this.#backlog;
+    if (!b) return;
+    this.outboxBacklogGauge.set({ status: 'pending' }, b.pending);
+    this.outboxBacklogGauge.set({ status: 'failed' }, b.failed);
+    this.outboxOldestPendingAge.set(b.oldestPendingAgeSeconds);
+  }
+
+  async #refreshBacklog(): Promise<void> {
+    const pool = this.#pool as Queryable;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('outbox backlog query timed out')), BACKLOG_QUERY_TIMEOUT_MS);
+      });
+      this.#backlog = await Promise.race([outboxBacklog(pool), timeout]);
+      this.#backlogAt = Date.now();
+      this.storageOperations.inc({ store: 'database', operation: 'outbox_backlog', result: 'ok' });
+    } catch (err) {
+      // A scrape must not fail because Postgres is away: keep the last values, count and log.
+      this.storageOperation('database', 'outbox_backlog', false);
+      this.#logger.warn({ err }, 'could not refresh outbox backlog gauges');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
