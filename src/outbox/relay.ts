@@ -213,7 +213,9 @@ export class Relay {
         const delay = backoffDelay(attempt, retryBackoff);
         statuses.push('pending');
         delays.push(delay);
-        this.#nextRetryAt = Math.min(this.#nextRetryAt, Date.now() + delay);
+        const at = Date.now() + delay;
+        // A remembered retry time already in the past has been served; the new one replaces it.
+        this.#nextRetryAt = this.#nextRetryAt > Date.now() ? Math.min(this.#nextRetryAt, at) : at;
         this.#log.warn({ eventId: event.id, attempt, delayMs: delay, error }, 'publish failed; retry scheduled');
       }
     });
