@@ -103,6 +103,7 @@ export const demoCommand: Command = {
         const id = `${runId}-${i}`;
         const customer = `customer-${i % 4}`;
         const rollback = i % 5 === 0;
+        const priority = i % 3 === 0 ? 'high' : 'low';
         try {
           const events = await db.transaction().execute(async (trx) => {
             await trx
@@ -115,7 +116,9 @@ export const demoCommand: Command = {
                 aggregateId: customer,
                 eventType: 'order.created',
                 payload: { orderId: id, total: i * 10, filepath: `/orders/${id}.json` },
-                headers: { priority: i % 3 === 0 ? 'high' : 'low' },
+                headers: { priority },
+                // Named explicitly, so any relay of the same database (say docker-compose's) routes it here too.
+                queue: `${prefix}jobqueue:${priority}_priority`,
               },
             ]);
             if (rollback) throw new Error('rolled back on purpose');
