@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import type { NewOutboxEvent } from '../src/outbox/types.js';
 import { storeInOutbox } from '../src/outbox/writer.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 import { type RelayProcess, spawnRelay, writeConfigFile } from './helpers/relay-process.js';
@@ -21,7 +22,7 @@ test(`${RELAYS} relays SIGKILLed at random while draining ${EVENTS} events: each
   // Write order per aggregate: event n of aggregate a is written before n+1 (several transactions, as apps do).
   const perTx = 2000;
   for (let start = 0; start < EVENTS; start += perTx) {
-    const events = [];
+    const events: NewOutboxEvent[] = [];
     for (let i = start; i < start + perTx; i++) {
       const agg = i % AGGREGATES;
       events.push({

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { Kysely, PostgresDialect } from 'kysely';
 import { type Config, configFromObject } from '../../src/config/load-config.js';
 import { Relay } from '../../src/outbox/relay.js';
+import type { Publisher } from '../../src/outbox/types.js';
 import { RedisListPublisher } from '../../src/publishers/redis-list.js';
 import { createTestDatabase, deleteRedisPrefix, REDIS_URL, redisPrefix, type TestDatabase } from './services.js';
 
@@ -15,7 +16,7 @@ export interface OutboxFixture {
   /** The list a `low` priority event lands in. */
   lowQueue: string;
   highQueue: string;
-  relay(overrides?: { publisher?: RedisListPublisher; config?: Config }): Relay;
+  relay(overrides?: { publisher?: Publisher; config?: Config }): Relay;
   publisher(redis?: Redis): RedisListPublisher;
   /** All jobs of a list, oldest first (the order a right-popping worker sees them). */
   jobs(list?: string): Promise<Record<string, unknown>[]>;
