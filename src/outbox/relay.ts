@@ -135,6 +135,13 @@ export class Relay {
     const { batchSize, claimWindow, claimTimeout } = this.#config.outbox;
     const client = await this.#pool.connect();
     let broken: Error | undefined;
+    // Postgres may end the connection while we wait on Redis (claim_timeout, restart, pg_terminate_backend). A
+    // checked-out pg client has no error listener of the pool's, and an unheard 'error' event kills the process.
+    const onError = (err: Error) => {
+      broken = err;
+      this.#log.warn({ err }, 'Postgres connection lost during a batch; it will be rolled back');
+    };
+    client.on('error', onError);
     const started = performance.now();
     try {
       await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.max(1, claimTimeout)}`);
@@ -175,6 +182,7 @@ export class Relay {
       if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(OUTBOX_TABLE, { cause: err });
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
