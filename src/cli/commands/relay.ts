@@ -1,4 +1,5 @@
 import { createPool } from '../../db/pool.js';
+import { FeatureDisabledError } from '../../errors.js';
 import { Manager } from '../../manager.js';
 import { createRedis } from '../../redis.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
@@ -32,6 +33,7 @@ export const relayCommand: Command = {
     }
     const ctx = cliContext(values);
     const config = concurrency ? { ...ctx.config, outbox: { ...ctx.config.outbox, concurrency } } : ctx.config;
+    if (!config.outbox.enabled) throw new FeatureDisabledError('outbox');
     const logger = ctx.logger.child({ component: 'cli' });
     const pool = createPool(config.database.url, ctx.logger, { max: config.outbox.concurrency + 2 });
     const redis = createRedis(config.redis.url, ctx.logger);
