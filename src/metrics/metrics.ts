@@ -1,7 +1,9 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config/load-config.js';
+import type { CheckOutcome, IdempotencyMetrics } from '../idempotency/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type OutboxBacklog, outboxBacklog, type Queryable } from '../outbox/inspect.js';
+import type { RelayMetrics } from '../outbox/relay.js';
 import { LabelLimiter } from './label-limiter.js';
 
 export type MetricsConfig = Config['metrics'];
@@ -18,16 +20,19 @@ export interface MetricsOptions {
   logger?: Logger;
 }
 
-/** Where an idempotency record lives, for the storage metrics. */
-export type StoreKind = 'database' | 'redis' | 'memory' | 'cache';
-/** What an idempotency check found: a new key (processor runs), a completed duplicate, or a key someone holds. */
-export type CheckResult = 'new' | 'duplicate' | 'in_progress';
 export type CleanupType = 'idempotency' | 'outbox';
+
+/** Where `exactly_once_storage_size` is read from at scrape time: the idempotency service. */
+export interface StorageSizeSource {
+  storageSize(): Promise<number>;
+  readonly store?: { readonly kind: string };
+}
 
 const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
 // A Redis round trip on a LAN is sub-millisecond; the config buckets (from 1 ms) would put every sample in the first.
 const ROUND_TRIP_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5];
-const BACKLOG_QUERY_TIMEOUT_MS = 2000;
+/** A scrape waits at most this long for a gauge's query, then reports the last value. */
+const COLLECT_TIMEOUT_MS = 2000;
 
 /**
  * Every Prometheus metric this package records, on a registry of its own (never prom-client's global one, so two
@@ -43,7 +48,7 @@ const BACKLOG_QUERY_TIMEOUT_MS = 2000;
  * const relay = startRelay({ ..., metrics });
  * res.type(metrics.contentType).send(await metrics.text());
  */
-export class Metrics {
+export class Metrics implements RelayMetrics, IdempotencyMetrics {
   readonly registry: Registry;
   readonly #labels: LabelLimiter;
   readonly #pool: Queryable | undefined;
@@ -52,18 +57,20 @@ export class Metrics {
   #backlog: OutboxBacklog | undefined;
   #backlogAt = 0;
   #backlogRefresh: Promise<void> | undefined;
+  #sizeSource: StorageSizeSource | undefined;
+  #sizeAt = 0;
 
   readonly processingDuration: Histogram<'queue' | 'result'>;
-  readonly duplicatesAvoided: Counter<'queue' | 'tenant'>;
-  readonly successfulProcessing: Counter<'queue' | 'tenant'>;
-  readonly storageErrors: Counter<'store' | 'operation'>;
-  readonly idempotencyChecks: Counter<'queue' | 'tenant' | 'result'>;
+  readonly duplicatesAvoided: Counter<'queue'>;
+  readonly successfulProcessing: Counter<'queue'>;
+  readonly storageErrors: Counter<'queue' | 'operation'>;
+  readonly idempotencyChecks: Counter<'queue' | 'outcome'>;
   readonly outboxPublishedTotal: Counter;
   readonly outboxFailedTotal: Counter;
   readonly outboxRetriedTotal: Counter;
   readonly outboxProcessingDuration: Histogram;
-  readonly storageOperations: Counter<'store' | 'operation' | 'result'>;
-  readonly storageSizeGauge: Gauge<'store'>;
+  readonly storageOperations: Counter<'operation' | 'backend'>;
+  readonly storageSizeGauge: Gauge<'backend'>;
   readonly outboxBacklogGauge: Gauge<'status'>;
   readonly outboxOldestPendingAge: Gauge;
   readonly outboxBatchSize: Histogram;
@@ -93,25 +100,25 @@ export class Metrics {
     this.duplicatesAvoided = new Counter({
       name: 'exactly_once_duplicates_avoided_total',
       help: 'Jobs not processed again because their idempotency key had already completed.',
-      labelNames: ['queue', 'tenant'],
+      labelNames: ['queue'],
       registers,
     });
     this.successfulProcessing = new Counter({
       name: 'exactly_once_successful_processing_total',
       help: 'Processor runs that completed and stored their result.',
-      labelNames: ['queue', 'tenant'],
+      labelNames: ['queue'],
       registers,
     });
     this.storageErrors = new Counter({
       name: 'exactly_once_storage_errors_total',
-      help: 'Failed storage operations (idempotency stores, outbox queries), by store and operation.',
-      labelNames: ['store', 'operation'],
+      help: 'Failed storage operations (idempotency stores and cache, outbox queries), by queue and operation.',
+      labelNames: ['queue', 'operation'],
       registers,
     });
     this.idempotencyChecks = new Counter({
       name: 'exactly_once_idempotency_checks_total',
-      help: 'Idempotency key checks, by result (new | duplicate | in_progress).',
-      labelNames: ['queue', 'tenant', 'result'],
+      help: 'Idempotency key checks, by outcome (first | duplicate | in_progress | mismatch).',
+      labelNames: ['queue', 'outcome'],
       registers,
     });
     this.outboxPublishedTotal = new Counter({
@@ -137,15 +144,16 @@ export class Metrics {
     });
     this.storageOperations = new Counter({
       name: 'exactly_once_storage_operations_total',
-      help: 'Storage operations, by store, operation and result (ok | error).',
-      labelNames: ['store', 'operation', 'result'],
+      help: 'Storage operations of the idempotency store, by operation and backend.',
+      labelNames: ['operation', 'backend'],
       registers,
     });
     this.storageSizeGauge = new Gauge({
       name: 'exactly_once_storage_size',
-      help: 'Idempotency records currently stored, by store, as last reported by the store.',
-      labelNames: ['store'],
+      help: 'Live idempotency records stored, by backend, read at scrape time.',
+      labelNames: ['backend'],
       registers,
+      collect: () => this.#collectStorageSize(),
     });
     this.outboxBacklogGauge = new Gauge({
       name: 'exactly_once_outbox_backlog_events',
@@ -219,27 +227,43 @@ export class Metrics {
     this.redisRoundTripSeconds.observe(seconds);
   }
 
-  // --- IdempotencyMetrics (src/idempotency/) ---
+  // --- IdempotencyMetrics (src/idempotency/metrics.ts) ---
 
-  idempotencyCheck(queue: string, tenant: string, result: CheckResult): void {
-    const labels = this.#queueTenant(queue, tenant);
-    this.idempotencyChecks.inc({ ...labels, result });
-    if (result === 'duplicate') this.duplicatesAvoided.inc(labels);
+  check(queueName: string, outcome: CheckOutcome): void {
+    this.idempotencyChecks.inc({ queue: this.#queue(queueName), outcome });
   }
 
-  processed(queue: string, tenant: string, seconds: number, ok: boolean): void {
-    const labels = this.#queueTenant(queue, tenant);
-    this.processingDuration.observe({ queue: labels.queue, result: ok ? 'success' : 'error' }, seconds);
-    if (ok) this.successfulProcessing.inc(labels);
+  duplicateAvoided(queueName: string): void {
+    this.duplicatesAvoided.inc({ queue: this.#queue(queueName) });
   }
 
-  storageOperation(store: StoreKind, operation: string, ok: boolean): void {
-    this.storageOperations.inc({ store, operation, result: ok ? 'ok' : 'error' });
-    if (!ok) this.storageErrors.inc({ store, operation });
+  success(queueName: string, seconds: number): void {
+    const queue = this.#queue(queueName);
+    this.processingDuration.observe({ queue, result: 'success' }, seconds);
+    this.successfulProcessing.inc({ queue });
   }
 
-  storageSize(store: StoreKind, size: number): void {
-    this.storageSizeGauge.set({ store }, size);
+  failure(queueName: string, seconds: number): void {
+    this.processingDuration.observe({ queue: this.#queue(queueName), result: 'error' }, seconds);
+  }
+
+  storageError(queueName: string, operation: string): void {
+    this.storageErrors.inc({ queue: this.#queue(queueName), operation });
+  }
+
+  storageOperation(operation: string, backend: string): void {
+    this.storageOperations.inc({ operation, backend });
+  }
+
+  /**
+   * Read `exactly_once_storage_size` from this source at scrape time (at most once per `collection_interval`).
+   * The service takes the metrics in its constructor, so it is attached afterwards.
+   *
+   * @example const service = new IdempotencyService({ config, metrics }); metrics.trackStorageSize(service);
+   */
+  trackStorageSize(source: StorageSizeSource): void {
+    this.#sizeSource = source;
+    this.#sizeAt = 0;
   }
 
   // --- maintenance ---
@@ -249,8 +273,21 @@ export class Metrics {
     if (deleted > 0) this.maintenanceDeleted.inc({ type }, deleted);
   }
 
-  #queueTenant(queue: string, tenant: string): { queue: string; tenant: string } {
-    return { queue: this.#labels.value('queue', queue), tenant: this.#labels.value('tenant', tenant) };
+  #queue(queue: string): string {
+    return this.#labels.value('queue', queue);
+  }
+
+  async #collectStorageSize(): Promise<void> {
+    const source = this.#sizeSource;
+    if (!source || Date.now() - this.#sizeAt < this.#intervalMs) return;
+    try {
+      const size = await withTimeout(source.storageSize(), 'idempotency storage size');
+      this.storageSizeGauge.set({ backend: source.store?.kind ?? 'unknown' }, size);
+      this.#sizeAt = Date.now();
+    } catch (err) {
+      this.storageErrors.inc({ queue: '', operation: 'storage_size' });
+      this.#logger.warn({ err }, 'could not read idempotency storage size');
+    }
   }
 
   async #collectBacklog(): Promise<void> {
@@ -270,21 +307,25 @@ export class Metrics {
   }
 
   async #refreshBacklog(): Promise<void> {
-    const pool = this.#pool as Queryable;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('outbox backlog query timed out')), BACKLOG_QUERY_TIMEOUT_MS);
-      });
-      this.#backlog = await Promise.race([outboxBacklog(pool), timeout]);
+      this.#backlog = await withTimeout(outboxBacklog(this.#pool as Queryable), 'outbox backlog query');
       this.#backlogAt = Date.now();
-      this.storageOperations.inc({ store: 'database', operation: 'outbox_backlog', result: 'ok' });
     } catch (err) {
       // A scrape must not fail because Postgres is away: keep the last values, count and log.
-      this.storageOperation('database', 'outbox_backlog', false);
+      this.storageErrors.inc({ queue: '', operation: 'outbox_backlog' });
       this.#logger.warn({ err }, 'could not refresh outbox backlog gauges');
-    } finally {
-      clearTimeout(timer);
     }
+  }
+}
+
+async function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out`)), COLLECT_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

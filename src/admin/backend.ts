@@ -1,0 +1,51 @@
+import type { Config } from '../config/load-config.js';
+import type { CreateRecordInput, DedupStats, IdempotencyRecord } from '../idempotency/index.js';
+import type { CleanupReport } from '../maintenance/run-cleanup.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { Queryable } from '../outbox/inspect.js';
+
+/** What the admin API needs of the idempotency service (`IdempotencyService` fits). */
+export interface AdminIdempotency {
+  getDedupStats(queueName: string, tenantId?: string): Promise<DedupStats>;
+  getRecord(queueName: string, tenantId: string, keyId: string): Promise<IdempotencyRecord | undefined>;
+  /** Throws `IdempotencyKeyExistsError` when a live record exists. */
+  createRecord(input: CreateRecordInput): Promise<IdempotencyRecord>;
+  /** `true` when a live record existed. */
+  deleteRecord(queueName: string, tenantId: string, keyId: string): Promise<boolean>;
+  cleanup(): Promise<number>;
+}
+
+/**
+ * What the admin API needs of the Manager, structurally, so any object with these members can be mounted
+ * (the `Manager` class is one).
+ */
+export interface AdminBackend {
+  readonly config: Config;
+  /** Postgres pool of the outbox (listing, replay, backlog, cleanup, readiness). */
+  readonly pool: Queryable;
+  /** Redis client (readiness). */
+  readonly redis: { ping(): Promise<string> };
+  /** Absent or `undefined` when idempotency is not set up in this process: those endpoints answer 503. */
+  readonly idempotency?: AdminIdempotency | undefined;
+  /** Publish every due event now; the summary is returned to the caller as JSON. */
+  publishOutboxEvents(): Promise<object>;
+}
+
+export interface AdminOptions {
+  manager: AdminBackend;
+  /** Serves `/metrics`; absent (or `metrics.enabled: false`) means 503 there. */
+  metrics?: Metrics | undefined;
+  /** Bearer token for mutating endpoints. @defaultValue `admin.token` (env `ADMIN_TOKEN`) */
+  token?: string | undefined;
+  /** Require the token for reads (`GET` under `/api`, and `/metrics`) too. @defaultValue `admin.protect_reads` */
+  protectReads?: boolean | undefined;
+  /** Largest request body in bytes; larger gets 413. @defaultValue `admin.body_limit` */
+  bodyLimit?: number | undefined;
+  /**
+   * Also serve `/healthz`, `/readyz` and `/metrics` (turn off when mounting into an app that has its own).
+   * @defaultValue true
+   */
+  probes?: boolean | undefined;
+  /** Runs cleanup for `POST /cleanup`. @defaultValue `runCleanup` in this process */
+  cleanup?: ((type: 'idempotency' | 'outbox' | 'all') => Promise<CleanupReport>) | undefined;
+}
