@@ -31,6 +31,11 @@ export interface StorageSizeSource {
 const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
 // A Redis round trip on a LAN is sub-millisecond; the config buckets (from 1 ms) would put every sample in the first.
 const ROUND_TRIP_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5];
+const NON_COUNTER_TOTALS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
 /** A scrape waits at most this long for a gauge's query, then reports the last value. */
 const COLLECT_TIMEOUT_MS = 2000;
 
@@ -59,6 +64,8 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   #backlogRefresh: Promise<void> | undefined;
   #sizeSource: StorageSizeSource | undefined;
   #sizeAt = 0;
+  /** Set while `text()` renders gauges it has just refreshed, so their collect() does not query again. */
+  #prefetched = false;
 
   readonly processingDuration: Histogram<'queue' | 'result'>;
   readonly duplicatesAvoided: Counter<'queue'>;
@@ -88,7 +95,12 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
     this.registry = new Registry();
     const registers = [this.registry];
     if (options.defaultLabels) this.registry.setDefaultLabels(options.defaultLabels);
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      // These three are gauges named like counters, which `promtool check metrics` rejects; the per-type gauges
+      // without the suffix (`nodejs_active_handles{type}`, ...) carry the same numbers.
+      for (const name of NON_COUNTER_TOTALS) this.registry.removeSingleMetric(name);
+    }
 
     this.processingDuration = new Histogram({
       name: 'exactly_once_processing_duration_seconds',
@@ -200,8 +212,16 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   }
 
   /** The exposition text for a `/metrics` response. Never rejects because Postgres is down. */
-  text(): Promise<string> {
-    return this.registry.metrics();
+  async text(): Promise<string> {
+    // Refresh the database-backed gauges first, so an error they count shows in this scrape, not the next one
+    // (counters render before the gauges' own collect() runs). collect() still refreshes for direct registry users.
+    await Promise.all([this.#collectBacklog(), this.#collectStorageSize()]);
+    this.#prefetched = true;
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.#prefetched = false;
+    }
   }
 
   // --- RelayMetrics (src/outbox/relay.ts) ---
@@ -279,7 +299,7 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
 
   async #collectStorageSize(): Promise<void> {
     const source = this.#sizeSource;
-    if (!source || Date.now() - this.#sizeAt < this.#intervalMs) return;
+    if (!source || this.#prefetched || Date.now() - this.#sizeAt < this.#intervalMs) return;
     try {
       const size = await withTimeout(source.storageSize(), 'idempotency storage size');
       this.storageSizeGauge.set({ backend: source.store?.kind ?? 'unknown' }, size);
@@ -292,7 +312,7 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
 
   async #collectBacklog(): Promise<void> {
     if (!this.#pool) return;
-    if (!this.#backlog || Date.now() - this.#backlogAt >= this.#intervalMs) {
+    if (!this.#prefetched && (!this.#backlog || Date.now() - this.#backlogAt >= this.#intervalMs)) {
       // Both backlog gauges call this per scrape; they share one query.
       this.#backlogRefresh ??= this.#refreshBacklog().finally(() => {
         this.#backlogRefresh = undefined;
