@@ -1,0 +1,43 @@
+import { CLEANUP_TYPES, type CleanupRequest, runCleanup } from '../../maintenance/run-cleanup.js';
+import { type Command, parseFlags, UsageError } from '../command.js';
+import { operatorContext, output } from './operator-context.js';
+
+const USAGE = `Usage: exactly-once cleanup [--type idempotency|outbox|all] [--json] [--config FILE]
+
+Runs cleanup now, in this process: expired idempotency keys, and published/failed outbox events older
+than outbox.cleanup_after (pending events are never deleted). Relays run the same cleanup on schedule,
+once per cluster; this is for running it by hand. Default type: all (disabled features are skipped).`;
+
+export const cleanupCommand: Command = {
+  name: 'cleanup',
+  summary: 'delete expired idempotency keys and old outbox events now',
+  async run(argv) {
+    const { values } = parseFlags(argv, { type: { type: 'string' }, json: { type: 'boolean' } });
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const type = (values.type ?? 'all') as CleanupRequest;
+    if (!CLEANUP_TYPES.includes(type)) throw new UsageError(`--type must be one of ${CLEANUP_TYPES.join(', ')}`);
+    const ctx = operatorContext(values);
+    try {
+      const report = await runCleanup(
+        { config: ctx.config, pool: ctx.pool(), idempotency: ctx.idempotency(), logger: ctx.logger },
+        type,
+      );
+      output(values.json === true, report, () =>
+        [
+          ...(report.idempotency ? [`idempotency: deleted ${report.idempotency.deleted} expired keys`] : []),
+          ...(report.outbox
+            ? [`outbox: deleted ${report.outbox.deleted} old events in ${report.outbox.batches} batches`]
+            : []),
+          ...(report.skipped ?? []).map((s) => `${s.type}: skipped (${s.reason})`),
+          `took ${report.durationMs} ms`,
+        ].join('\n'),
+      );
+      return 0;
+    } finally {
+      await ctx.close();
+    }
+  },
+};
