@@ -4,7 +4,7 @@ import type { Config } from '../config/load-config.js';
 import { NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { backoffDelay } from './backoff.js';
-import { CLAIM_SQL, LOCK_AGGREGATES_SQL, MARK_SQL } from './relay-sql.js';
+import { claimBatchSql, MARK_SQL, markPublishedSql } from './relay-sql.js';
 import { OUTBOX_CHANNEL, OUTBOX_TABLE } from './rows.js';
 import type { ClaimedEvent, Publisher, PublishOutcome } from './types.js';
 import { Wakeup } from './wakeup.js';
@@ -144,34 +144,21 @@ export class Relay {
     client.on('error', onError);
     const started = performance.now();
     try {
-      await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.max(1, claimTimeout)}`);
-      const locked = await client.query<{ aggregate_type: string; aggregate_id: string }>(LOCK_AGGREGATES_SQL, [
-        Math.max(claimWindow, batchSize),
-        batchSize,
-      ]);
-      if (locked.rows.length === 0) {
-        await client.query('COMMIT');
-        return { ...ZERO };
-      }
-      const types: string[] = [];
-      const ids: string[] = [];
-      const seen = new Set<string>();
-      for (const r of locked.rows) {
-        const key = `${r.aggregate_type}\u0000${r.aggregate_id}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        types.push(r.aggregate_type);
-        ids.push(r.aggregate_id);
-      }
-      const claimed = await client.query<ClaimRow>(CLAIM_SQL, [types, ids, batchSize]);
-      const events = claimed.rows.map(toClaimed);
+      // BEGIN, lock aggregates and claim their events in one round trip (see relay-sql.ts); the last result is the claim.
+      const results = (await client.query(
+        claimBatchSql({
+          window: Math.max(claimWindow, batchSize),
+          batch: batchSize,
+          claimTimeoutMs: Math.max(1, Math.round(claimTimeout)),
+        }),
+      )) as unknown as pg.QueryResult<ClaimRow>[];
+      const events = (results[results.length - 1]?.rows ?? []).map(toClaimed);
       if (events.length === 0) {
         await client.query('COMMIT');
         return { ...ZERO };
       }
       const outcomes = await this.#publisher.publish(events);
-      const summary = await this.#mark(client, events, outcomes);
-      await client.query('COMMIT');
+      const summary = await this.#markAndCommit(client, events, outcomes);
       this.#record(summary, (performance.now() - started) / 1000);
       return summary;
     } catch (err) {
@@ -187,7 +174,12 @@ export class Relay {
     }
   }
 
-  async #mark(client: pg.PoolClient, events: ClaimedEvent[], outcomes: PublishOutcome[]): Promise<PublishSummary> {
+  /** Record each outcome and COMMIT: one round trip when every event went out, two when some must be retried. */
+  async #markAndCommit(
+    client: pg.PoolClient,
+    events: ClaimedEvent[],
+    outcomes: PublishOutcome[],
+  ): Promise<PublishSummary> {
     const { maxRetries, retryBackoff } = this.#config.outbox;
     const summary: PublishSummary = { ...ZERO, claimed: events.length };
     const seqs: string[] = [];
@@ -227,7 +219,12 @@ export class Relay {
         this.#log.warn({ eventId: event.id, attempt, delayMs: delay, error }, 'publish failed; retry scheduled');
       }
     });
+    if (seqs.length > 0 && summary.retried + summary.failed === 0) {
+      await client.query(markPublishedSql(seqs));
+      return summary;
+    }
     if (seqs.length > 0) await client.query(MARK_SQL, [seqs, statuses, delays, errors]);
+    await client.query('COMMIT');
     return summary;
   }
 

@@ -1,0 +1,139 @@
+import type { Redis } from 'ioredis';
+import pg from 'pg';
+import PgBoss from 'pg-boss';
+
+/**
+ * The pure-SQL ceiling: the claim+mark loop any outbox needs, with nothing else. Each of `workers` connections runs
+ * BEGIN; SELECT ... FOR UPDATE SKIP LOCKED LIMIT batch; UPDATE ... ; COMMIT until nothing is left. No Redis, no
+ * per-aggregate order, no Node work per row. Commit durability is the same as the relay's (`synchronousCommit`).
+ */
+export async function timeSqlCeiling(options: {
+  url: string;
+  workers: number;
+  batchSize: number;
+  synchronousCommit: 'on' | 'off';
+}): Promise<number> {
+  const clients = await Promise.all(
+    Array.from({ length: options.workers }, async () => {
+      const c = new pg.Client({ connectionString: options.url });
+      await c.connect();
+      return c;
+    }),
+  );
+  const claim = {
+    name: 'ceiling-claim',
+    text: `SELECT seq FROM exactly_once_outbox WHERE status = 'pending' ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+  };
+  const mark = {
+    name: 'ceiling-mark',
+    text: `UPDATE exactly_once_outbox SET status = 'published', published_at = now() WHERE seq = ANY($1::bigint[])`,
+  };
+  const started = performance.now();
+  try {
+    await Promise.all(
+      clients.map(async (c) => {
+        for (;;) {
+          await c.query(`BEGIN; SET LOCAL synchronous_commit = ${options.synchronousCommit}`);
+          const { rows } = await c.query<{ seq: string }>({ ...claim, values: [options.batchSize] });
+          if (rows.length === 0) {
+            await c.query('COMMIT');
+            return;
+          }
+          await c.query({ ...mark, values: [rows.map((r) => r.seq)] });
+          await c.query('COMMIT');
+        }
+      }),
+    );
+    return (performance.now() - started) / 1000;
+  } finally {
+    await Promise.all(clients.map((c) => c.end()));
+  }
+}
+
+export const PGBOSS_QUEUE = 'outbox_events';
+
+/** pg-boss in the bench database (its own schema), without its background supervisor or scheduler. */
+export async function startPgBoss(url: string, max: number): Promise<PgBoss> {
+  const boss = new PgBoss({
+    connectionString: url,
+    max,
+    schema: 'pgboss_bench',
+    supervise: false,
+    schedule: false,
+    migrate: true,
+  });
+  boss.on('error', () => {});
+  await boss.start();
+  if (!(await boss.getQueue(PGBOSS_QUEUE))) await boss.createQueue(PGBOSS_QUEUE);
+  return boss;
+}
+
+/**
+ * Seed `n` pg-boss jobs the way a producer would: `boss.insert` inside the producer's transaction (through the `db`
+ * option), `chunk` jobs per transaction.
+ */
+export async function seedPgBoss(boss: PgBoss, url: string, n: number, aggregates: number): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  const db = { executeSql: (text: string, values: unknown[]) => c.query(text, values) };
+  try {
+    const chunk = 5000;
+    for (let from = 0; from < n; from += chunk) {
+      const jobs = [];
+      for (let i = from; i < Math.min(n, from + chunk); i++) {
+        jobs.push({
+          name: PGBOSS_QUEUE,
+          data: {
+            aggregate_id: `a${i % aggregates}`,
+            event_type: 'bench.event',
+            payload: { n: Math.floor(i / aggregates), filepath: `/data/file-${i}`, filesize: 1024 + (i % 4096) },
+          },
+        });
+      }
+      await c.query('BEGIN');
+      await boss.insert(jobs, { db });
+      await c.query('COMMIT');
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+/**
+ * The pg-boss relay a user might write: `workers` loops of fetch(batch) -> one pipelined LPUSH per job -> complete(ids),
+ * going round again at once while there is work (faster than `boss.work()`, which waits its polling interval after
+ * every batch). No dedup marker and no per-aggregate order, so it does less than the relay.
+ */
+export async function timePgBossDrain(options: {
+  boss: PgBoss;
+  redis: Redis;
+  list: string;
+  workers: number;
+  batchSize: number;
+  n: number;
+}): Promise<number> {
+  const { boss, redis, list } = options;
+  let moved = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: options.workers }, async () => {
+      while (moved < options.n) {
+        const jobs = await boss.fetch<Record<string, unknown>>(PGBOSS_QUEUE, { batchSize: options.batchSize });
+        if (jobs.length === 0) {
+          if (moved >= options.n) return;
+          await new Promise((r) => setTimeout(r, 5));
+          continue;
+        }
+        const pipe = redis.pipeline();
+        for (const job of jobs) pipe.lpush(list, JSON.stringify({ id: job.id, ...job.data }));
+        await pipe.exec();
+        await boss.complete(
+          PGBOSS_QUEUE,
+          jobs.map((j) => j.id),
+        );
+        moved += jobs.length;
+      }
+    }),
+  );
+  return (performance.now() - started) / 1000;
+}

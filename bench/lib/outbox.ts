@@ -1,0 +1,98 @@
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import { type Config, configFromObject } from '../../src/config/load-config.js';
+import { Relay, type RelayMetrics } from '../../src/outbox/relay.js';
+import { RedisListPublisher } from '../../src/publishers/redis-list.js';
+
+/**
+ * Fill the outbox with `n` pending events straight from SQL (generate_series: the writer's own cost is the producer
+ * benchmark's business). Event i belongs to aggregate `a<i mod aggregates>`; payloads look like a small job.
+ */
+export async function seedPending(pool: pg.Pool, n: number, aggregates: number, status = 'pending'): Promise<void> {
+  const chunk = 250_000;
+  for (let from = 0; from < n; from += chunk) {
+    const to = Math.min(n, from + chunk) - 1;
+    await pool.query(
+      `INSERT INTO exactly_once_outbox (aggregate_type, aggregate_id, event_type, payload, headers, status, published_at)
+       SELECT 'bench', 'a' || (i % $3), 'bench.event',
+              jsonb_build_object('n', i / $3, 'filepath', '/data/file-' || i, 'filesize', 1024 + i % 4096),
+              '{"priority":"low"}'::jsonb, $4, CASE WHEN $4 = 'published' THEN now() END
+         FROM generate_series($1::bigint, $2::bigint) AS i`,
+      [from, to, aggregates, status],
+    );
+  }
+}
+
+/** The relay config the benches use: everything default except what a bench sets. */
+export function relayConfig(dbUrl: string, redisUrl: string, prefix: string, outbox: Record<string, unknown>): Config {
+  return configFromObject({
+    database: { url: dbUrl },
+    redis: { url: redisUrl },
+    outbox: {
+      queue_pattern: `${prefix}jobqueue:{priority}_priority`,
+      // Markers outlive a bench run by minutes at most, even if the run is interrupted before cleanup.
+      dedup_window: '10m',
+      ...outbox,
+    },
+  });
+}
+
+export function benchPublisher(redis: Redis, config: Config): RedisListPublisher {
+  return new RedisListPublisher(redis, {
+    queuePattern: config.outbox.queuePattern,
+    defaultPriority: config.outbox.defaultPriority,
+    dedupWindowMs: config.outbox.dedupWindow,
+    timeoutMs: config.outbox.publishTimeout,
+  });
+}
+
+/**
+ * Start a relay and resolve with the seconds it took to publish `n` events (counted through its metrics hook, so the
+ * bench adds no queries of its own while it runs).
+ */
+export async function timeRelayDrain(options: {
+  config: Config;
+  pool: pg.Pool;
+  redis: Redis;
+  n: number;
+  timeoutMs?: number;
+}): Promise<number> {
+  let published = 0;
+  let done: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  const metrics: RelayMetrics = {
+    outboxPublished(count) {
+      published += count;
+      if (published >= options.n) done();
+    },
+    outboxFailed() {},
+    outboxBatch() {},
+    redisRoundTrip() {},
+  };
+  const relay = new Relay({
+    config: options.config,
+    pool: options.pool,
+    publisher: benchPublisher(options.redis, options.config),
+    metrics,
+  });
+  const started = performance.now();
+  await relay.start();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      finished,
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`relay drain timed out after publishing ${published} of ${options.n}`)),
+          options.timeoutMs ?? 600_000,
+        );
+      }),
+    ]);
+    return (performance.now() - started) / 1000;
+  } finally {
+    clearTimeout(timer);
+    await relay.stop();
+  }
+}
