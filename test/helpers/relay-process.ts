@@ -9,7 +9,8 @@ const BIN = new URL('../../bin/exactly-once.js', import.meta.url).pathname;
 /** Write an `exactly_once:` YAML config file for child processes and return its path. */
 export function writeConfigFile(label: string, tree: Record<string, unknown>): string {
   const file = path.join(tmpdir(), `eo-${label}-${process.pid}-${Date.now()}.yaml`);
-  writeFileSync(file, stringify({ exactly_once: tree }));
+  // Many relays share this machine in tests: each admin server takes a free port unless the test says otherwise.
+  writeFileSync(file, stringify({ exactly_once: { ...tree, admin: { port: 0, ...(tree.admin as object) } } }));
   return file;
 }
 
