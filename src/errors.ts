@@ -161,3 +161,34 @@ export class MaintenanceError extends ExactlyOnceError {
     super('EO_MAINTENANCE_FAILED', message, options);
   }
 }
+
+/** An idempotency key (or an admin record identity) is malformed. `field` names the offending field. */
+export class IdempotencyKeyInvalidError extends ExactlyOnceError {
+  readonly field: string;
+
+  constructor(field: string, message: string) {
+    super('EO_IDEMPOTENCY_KEY_INVALID', `${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+/** The idempotency store (Postgres, Redis) failed an operation; `cause` holds the driver error. */
+export class IdempotencyStorageError extends ExactlyOnceError {
+  readonly operation: string;
+
+  constructor(operation: string, options: { cause: unknown }) {
+    const detail = options.cause instanceof Error ? options.cause.message : String(options.cause);
+    super('EO_IDEMPOTENCY_STORAGE', `idempotency store failed to ${operation}: ${detail}`, options);
+    this.operation = operation;
+  }
+}
+
+/** The transactional form needs the Postgres store (`idempotency.storage.type: database`). */
+export class IdempotencyTransactionUnsupportedError extends ExactlyOnceError {
+  constructor(storageType: string) {
+    super(
+      'EO_IDEMPOTENCY_NO_TRANSACTION',
+      `processInTransaction needs exactly_once.idempotency.storage.type "database" (configured: "${storageType}")`,
+    );
+  }
+}

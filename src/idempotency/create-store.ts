@@ -1,0 +1,95 @@
+import { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { Config } from '../config/load-config.js';
+import { createPool } from '../db/pool.js';
+import type { Logger } from '../logger.js';
+import { DatabaseStore } from './database-store.js';
+import { HOT_CACHE_TIMEOUT_MS, HotCacheStore } from './hot-cache-store.js';
+import { MemoryStore } from './memory-store.js';
+import { RedisStore } from './redis-store.js';
+import type { IdempotencyStore } from './types.js';
+
+export interface StoreDeps {
+  pool?: pg.Pool | undefined;
+  redis?: Redis | undefined;
+  logger: Logger;
+  onCacheError(queueName: string, operation: string, err: unknown): void;
+}
+
+export interface CreatedStore {
+  store: IdempotencyStore;
+  /** Closes the connections this function opened (never the caller's). */
+  dispose(): Promise<void>;
+}
+
+/**
+ * The store `idempotency.storage.type` names: `memory`, `redis`, or `database` (with the Redis hot cache in front
+ * unless `storage.database.hot_cache` is false). A pool or Redis client the caller passes is used as is; missing ones
+ * are opened from `database.url` (pool size `storage.database.max_connections`) and `redis.url`.
+ *
+ * @example const { store, dispose } = createIdempotencyStore(loadConfig(), { logger, onCacheError: () => {} });
+ */
+export function createIdempotencyStore(config: Config, deps: StoreDeps): CreatedStore {
+  const cfg = config.idempotency;
+  const owned: Array<() => Promise<unknown>> = [];
+  const redis = (cacheOnly: boolean): Redis => {
+    if (deps.redis) return deps.redis;
+    const client = new Redis(config.redis.url, {
+      // A cache must fail fast while Redis is down (Postgres answers); a store may wait for a reconnect.
+      ...(cacheOnly ? { enableOfflineQueue: false, maxRetriesPerRequest: 1 } : { maxRetriesPerRequest: 3 }),
+      connectionName: 'exactly-once:idempotency',
+    });
+    client.on('error', (err) => deps.logger.debug({ err }, 'idempotency redis connection error'));
+    owned.push(async () => client.disconnect());
+    return client;
+  };
+
+  let store: IdempotencyStore;
+  switch (cfg.storage.type) {
+    case 'memory':
+      store = new MemoryStore({
+        maxKeys: cfg.storage.memory.maxKeys,
+        evictionPolicy: cfg.storage.memory.evictionPolicy,
+      });
+      break;
+    case 'redis':
+      store = new RedisStore(redis(false), {
+        keyPrefix: cfg.keyPrefix,
+        keyPattern: cfg.storage.redis.keyPattern,
+        hashKeyPattern: cfg.storage.redis.hashKeyPattern,
+        useHashes: cfg.storage.redis.useHashes,
+        compression: cfg.storage.redis.compression,
+      });
+      break;
+    case 'database': {
+      let pool = deps.pool;
+      if (!pool) {
+        const created = createPool(config.database.url, deps.logger, {
+          max: cfg.storage.database.maxConnections,
+          application_name: 'exactly-once:idempotency',
+        });
+        owned.push(() => created.end());
+        pool = created;
+      }
+      const db = new DatabaseStore(pool, cfg.storage.database.tableName);
+      store = cfg.storage.database.hotCache
+        ? new HotCacheStore(db, redis(true), {
+            keyPrefix: cfg.keyPrefix,
+            keyPattern: cfg.storage.redis.keyPattern,
+            compression: cfg.storage.redis.compression,
+            timeoutMs: HOT_CACHE_TIMEOUT_MS,
+            logger: deps.logger,
+            onError: deps.onCacheError,
+          })
+        : db;
+      break;
+    }
+  }
+  return {
+    store,
+    async dispose() {
+      await store.close();
+      await Promise.allSettled(owned.map((close) => close()));
+    },
+  };
+}

@@ -1,0 +1,411 @@
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../config/load-config.js';
+import {
+  ExactlyOnceError,
+  FeatureDisabledError,
+  IdempotencyInProgressError,
+  IdempotencyKeyExistsError,
+  IdempotencyKeyInvalidError,
+  IdempotencyKeyMismatchError,
+  IdempotencyStorageError,
+  IdempotencyTransactionUnsupportedError,
+} from '../errors.js';
+import { type Logger, silentLogger } from '../logger.js';
+import { createIdempotencyStore } from './create-store.js';
+import { DatabaseStore } from './database-store.js';
+import { HookRegistry, type ProcessingHook } from './hooks.js';
+import { HotCacheStore } from './hot-cache-store.js';
+import { type IdempotencyKey, type KeyRef, keyWithTtl, refOf, validateKey, validateRef } from './keys.js';
+import type { IdempotencyMetrics } from './metrics.js';
+import type {
+  CreateRecordInput,
+  DedupStats,
+  IdempotencyServiceOptions,
+  ProcessOptions,
+  ProcessResult,
+} from './service-types.js';
+import { StatsBuffer } from './stats-buffer.js';
+import { type AttemptOutcome, attemptInTransaction, type TransactionalProcessor } from './transactional.js';
+import type { ClaimRequest, IdempotencyRecord, IdempotencyStore } from './types.js';
+
+/** Thrown through `execute` so a processor's own error is told apart from a storage failure. */
+class ProcessorFailure {
+  constructor(
+    readonly error: unknown,
+    readonly seconds: number,
+  ) {}
+}
+
+type Attempt<T> = (ref: KeyRef, claim: ClaimRequest, deadline: number) => Promise<AttemptOutcome<T>>;
+
+/**
+ * Idempotent processing: `processWithIdempotency` runs a processor at most once per key among concurrent callers
+ * (G4), recovers crashed claims after `idempotency.lease` (G5), and `processInTransaction` commits the key with the
+ * processor's own Postgres writes (exactly-once effect).
+ *
+ * @example
+ * const service = new IdempotencyService({ config: loadConfig(), pool, redis, logger });
+ * const key = service.generateIdempotencyKey('emails', '', job.id);
+ * const { duplicate, result } = await service.processWithIdempotency(key, () => sendEmail(job));
+ */
+export class IdempotencyService {
+  readonly store: IdempotencyStore;
+  private readonly cfg: Config['idempotency'];
+  private readonly logger: Logger;
+  private readonly metrics: IdempotencyMetrics;
+  private readonly hooks: HookRegistry;
+  private readonly stats: StatsBuffer;
+  private readonly disposeStore: () => Promise<void>;
+  private closed: Promise<void> | undefined;
+
+  constructor(options: IdempotencyServiceOptions) {
+    this.cfg = options.config.idempotency;
+    this.logger = (options.logger ?? silentLogger).child({ component: 'idempotency' });
+    this.metrics = options.metrics ?? {};
+    this.hooks = new HookRegistry(this.logger);
+    const created = createIdempotencyStore(options.config, {
+      pool: options.pool,
+      redis: options.redis,
+      logger: this.logger,
+      onCacheError: (queue, operation) => this.metric('storageError', queue, operation),
+    });
+    this.store = created.store;
+    this.disposeStore = created.dispose;
+    this.stats = new StatsBuffer(this.store, this.logger);
+  }
+
+  /**
+   * A deterministic key with the configured `default_ttl` (see the standalone `generateIdempotencyKey`).
+   *
+   * @example service.generateIdempotencyKey('orders', 'acme', 'order-123').id // 'orders:acme:order-123'
+   */
+  generateIdempotencyKey(queueName: string, tenantId: string, ...suffix: string[]): IdempotencyKey {
+    return keyWithTtl(this.cfg.defaultTtl, queueName, tenantId, suffix);
+  }
+
+  /**
+   * Run `processor` unless this key already ran. The first caller claims the key with a lease (renewed while the
+   * processor runs); concurrent duplicates wait up to `wait_timeout` for its result, then get
+   * `IdempotencyInProgressError`. A processor error releases the key and is rethrown. The result is stored as JSON
+   * for the key's `ttl`.
+   *
+   * @example
+   * const r = await service.processWithIdempotency(key, async () => chargeCard(order), { fingerprint: sha256(body) });
+   * if (r.duplicate) logger.info('already charged');
+   */
+  async processWithIdempotency<T>(
+    key: IdempotencyKey,
+    processor: () => Promise<T> | T,
+    options: ProcessOptions = {},
+  ): Promise<ProcessResult<T>> {
+    return this.execute(key, options, async (ref, claim) => {
+      const outcome = await this.op(ref.queueName, 'claim', () => this.store.claim(ref, claim));
+      if (outcome.kind !== 'claimed') return outcome;
+      const ran = await this.runProcessor(key, () => this.withLease(ref, claim.token, processor));
+      const stored = await this.completeWithRetry(ref, claim, ran.json);
+      if (!stored) {
+        this.metric('storageError', ref.queueName, 'lost_claim');
+        this.logger.warn({ key: key.id, queue: key.queueName }, 'idempotency lease was lost while processing');
+      }
+      return { kind: 'ran', ...ran };
+    });
+  }
+
+  /**
+   * The transactional form: `processor` runs inside the Postgres transaction that also records the key as completed
+   * with its result, so its writes (and outbox events it stores with `storeInOutbox(trx, ...)`) commit exactly once.
+   * A worker killed before COMMIT leaves nothing behind and a redelivery runs again; after COMMIT a redelivery is a
+   * duplicate. Needs `storage.type: database`.
+   *
+   * @example
+   * await service.processInTransaction(key, async (trx) => {
+   *   await trx.insertInto('payments').values(payment).execute();
+   *   return { paymentId: payment.id };
+   * });
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: the caller's database schema type, when it has one
+  async processInTransaction<T, DB = any>(
+    key: IdempotencyKey,
+    processor: TransactionalProcessor<T, DB>,
+    options: ProcessOptions = {},
+  ): Promise<ProcessResult<T>> {
+    const db = this.databaseStore();
+    const cache = this.store instanceof HotCacheStore ? this.store : undefined;
+    return this.execute(key, options, async (ref, claim, deadline) => {
+      const cached = cache && (await cache.lookup(ref));
+      if (cached) return { kind: 'completed', record: cached };
+      const outcome = await this.op(ref.queueName, 'transaction', () =>
+        attemptInTransaction<T, DB>(
+          { db, ref, claim, deadline, transactionTimeoutMs: this.cfg.storage.database.transactionTimeout },
+          (trx, client) => this.runProcessor(key, () => processor(trx, client)),
+        ),
+      );
+      if (outcome.kind === 'ran' && cache) await cache.rememberJson(ref, outcome.json, key.ttl, claim.fingerprint);
+      if (outcome.kind === 'completed' && cache) await cache.remember(outcome.record);
+      return outcome;
+    });
+  }
+
+  /** Add lifecycle hooks; they run in registration order. Returns a function that removes them. */
+  registerHook(hook: ProcessingHook): () => void {
+    return this.hooks.register(hook);
+  }
+
+  /**
+   * Counters shared by every process using the same store. `tenantId` omitted: all tenants of the queue, tenant-less
+   * keys included; `''`: only tenant-less keys.
+   *
+   * @example const { hitRate } = await service.getDedupStats('orders');
+   */
+  async getDedupStats(queueName: string, tenantId?: string): Promise<DedupStats> {
+    await this.stats.flush();
+    const [counters, totalKeys] = await Promise.all([
+      this.op(queueName, 'stats', () => this.store.readStats(queueName, tenantId)),
+      this.op(queueName, 'count', () => this.store.countKeys(queueName, tenantId)),
+    ]);
+    return {
+      queueName,
+      tenantId: tenantId ?? null,
+      totalKeys,
+      hitRate: counters.totalRequests > 0 ? counters.duplicatesAvoided / counters.totalRequests : 0,
+      totalRequests: counters.totalRequests,
+      duplicatesAvoided: counters.duplicatesAvoided,
+      lastUpdated: counters.lastUpdated,
+    };
+  }
+
+  /** A live record (completed or in progress), or `undefined` when there is none. */
+  getRecord(queueName: string, tenantId: string, keyId: string): Promise<IdempotencyRecord | undefined> {
+    const ref = { queueName, tenantId, keyId };
+    validateRef(ref);
+    return this.op(queueName, 'get', () => this.store.get(ref));
+  }
+
+  /**
+   * Store a completed record by hand (admin API). Throws `IdempotencyKeyExistsError` when a live one exists.
+   *
+   * @example await service.createRecord({ queueName: 'orders', keyId: 'order-123', value: { status: 'processed' } });
+   */
+  async createRecord(input: CreateRecordInput): Promise<IdempotencyRecord> {
+    const ref = { queueName: input.queueName, tenantId: input.tenantId ?? '', keyId: input.keyId };
+    validateRef(ref);
+    const ttlMs = input.ttlMs ?? this.cfg.defaultTtl;
+    if (!Number.isInteger(ttlMs) || ttlMs <= 0) {
+      throw new IdempotencyKeyInvalidError('ttl', 'must be a positive integer number of milliseconds');
+    }
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(input.value);
+    } catch (err) {
+      throw new IdempotencyKeyInvalidError('value', `is not JSON-serialisable: ${(err as Error).message}`);
+    }
+    if (json === undefined) throw new IdempotencyKeyInvalidError('value', 'is required (any JSON value)');
+    const record = await this.op(ref.queueName, 'create', () => this.store.create(ref, json, ttlMs));
+    if (!record) throw new IdempotencyKeyExistsError(ref.keyId);
+    return record;
+  }
+
+  /** Delete a record; `true` when a live one existed. */
+  deleteRecord(queueName: string, tenantId: string, keyId: string): Promise<boolean> {
+    const ref = { queueName, tenantId, keyId };
+    validateRef(ref);
+    return this.op(queueName, 'delete', () => this.store.delete(ref));
+  }
+
+  /**
+   * Remove expired records in batches (`storage.database.batch_size` for Postgres, `batch_size` otherwise), each batch
+   * its own short statement. Returns how many were removed. Scheduling is the caller's (once per cluster).
+   */
+  cleanup(): Promise<number> {
+    const batch = this.store instanceof DatabaseStore || this.store instanceof HotCacheStore;
+    const size = batch ? this.cfg.storage.database.batchSize : this.cfg.batchSize;
+    return this.op('', 'cleanup', () => this.store.cleanup(size));
+  }
+
+  /** Live records across all queues: the `exactly_once_storage_size` gauge. */
+  storageSize(): Promise<number> {
+    return this.op('', 'count', () => this.store.countKeys());
+  }
+
+  /** Flush stats and close the connections the service opened itself. Safe to call twice. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      await this.stats.close();
+      await this.disposeStore();
+    })();
+    return this.closed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** The loop both forms share: claim, or wait for the holder, or hand back the stored result. */
+  private async execute<T>(
+    key: IdempotencyKey,
+    options: ProcessOptions,
+    attempt: Attempt<T>,
+  ): Promise<ProcessResult<T>> {
+    if (!this.cfg.enabled) throw new FeatureDisabledError('idempotency');
+    validateKey(key);
+    const fingerprint = options.fingerprint ?? null;
+    if (fingerprint !== null && typeof fingerprint !== 'string') {
+      throw new IdempotencyKeyInvalidError('fingerprint', 'must be a string');
+    }
+    const waitMs = options.waitTimeoutMs ?? this.cfg.waitTimeout;
+    const ref = refOf(key);
+    const deadline = Date.now() + waitMs;
+    let delay = 5;
+    for (;;) {
+      const claim: ClaimRequest = {
+        token: randomBytes(16).toString('hex'),
+        leaseMs: this.cfg.lease,
+        ttlMs: key.ttl,
+        fingerprint,
+      };
+      let outcome: AttemptOutcome<T>;
+      try {
+        outcome = await attempt(ref, claim, deadline);
+      } catch (err) {
+        if (!(err instanceof ProcessorFailure)) throw err;
+        this.metric('failure', key.queueName, err.seconds);
+        this.stats.record(key.queueName, key.tenantId, false);
+        await this.hooks.after(key.id, undefined, err.error);
+        throw err.error;
+      }
+      if (outcome.kind === 'ran') {
+        this.metric('check', key.queueName, 'first');
+        this.stats.record(key.queueName, key.tenantId, false);
+        await this.hooks.after(key.id, outcome.result, undefined);
+        return { duplicate: false, result: outcome.result };
+      }
+      const stored = outcome.record?.fingerprint ?? null;
+      if (fingerprint !== null && stored !== null && stored !== fingerprint) {
+        this.metric('check', key.queueName, 'mismatch');
+        this.stats.record(key.queueName, key.tenantId, false);
+        throw new IdempotencyKeyMismatchError(key.id);
+      }
+      if (outcome.kind === 'completed') {
+        this.metric('check', key.queueName, 'duplicate');
+        this.metric('duplicateAvoided', key.queueName);
+        this.stats.record(key.queueName, key.tenantId, true);
+        await this.hooks.duplicate(key.id, outcome.record.result);
+        return { duplicate: true, result: outcome.record.result as T };
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        this.metric('check', key.queueName, 'in_progress');
+        this.stats.record(key.queueName, key.tenantId, false);
+        throw new IdempotencyInProgressError(key.id, waitMs);
+      }
+      // Backoff keeps 50 waiting duplicates from hammering the store while one long job runs.
+      await new Promise((r) => setTimeout(r, Math.min(delay, remaining)));
+      delay = Math.min(delay * 2, 250);
+    }
+  }
+
+  /** beforeProcessing hooks, then the processor; its result JSON-encoded once, its error wrapped. */
+  private async runProcessor<T>(
+    key: IdempotencyKey,
+    processor: () => Promise<T> | T,
+  ): Promise<{ result: T; json: string }> {
+    await this.hooks.before(key.id, key);
+    const started = performance.now();
+    let result: T;
+    try {
+      result = await processor();
+    } catch (error) {
+      throw new ProcessorFailure(error, (performance.now() - started) / 1000);
+    }
+    this.metric('success', key.queueName, (performance.now() - started) / 1000);
+    return { result, json: this.toJson(key, result) };
+  }
+
+  /** Run the processor while renewing the claim's lease, releasing the claim when it throws. */
+  private async withLease<T>(ref: KeyRef, token: string, processor: () => Promise<T> | T): Promise<T> {
+    const lease = this.cfg.lease;
+    let renewing = false;
+    const timer = setInterval(
+      () => {
+        if (renewing) return;
+        renewing = true;
+        this.op(ref.queueName, 'renew', () => this.store.renew(ref, token, lease))
+          .then((held) => {
+            if (!held) this.logger.warn({ key: ref.keyId, queue: ref.queueName }, 'idempotency lease lost');
+          })
+          .catch((err) => this.logger.warn({ err, key: ref.keyId }, 'could not renew idempotency lease'))
+          .finally(() => {
+            renewing = false;
+          });
+      },
+      Math.max(10, Math.floor(lease / 3)),
+    );
+    timer.unref();
+    try {
+      return await processor();
+    } catch (err) {
+      clearInterval(timer);
+      // If the release fails, the lease still lapses and the next caller runs: the error we owe the caller is theirs.
+      await this.op(ref.queueName, 'release', () => this.store.release(ref, token)).catch((releaseErr) =>
+        this.logger.warn({ err: releaseErr, key: ref.keyId }, 'could not release idempotency key'),
+      );
+      throw err;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** Storing the result is retried briefly: the side effect already happened, a lost result means a second run. */
+  private async completeWithRetry(ref: KeyRef, claim: ClaimRequest, json: string): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.op(ref.queueName, 'complete', () =>
+          this.store.complete(ref, claim.token, json, claim.ttlMs, claim.fingerprint),
+        );
+      } catch (err) {
+        if (attempt >= 3) throw err;
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
+    }
+  }
+
+  private toJson(key: IdempotencyKey, result: unknown): string {
+    try {
+      const json = JSON.stringify(result);
+      if (json !== undefined) return json;
+    } catch (err) {
+      this.logger.error({ err, key: key.id }, 'processor result is not JSON-serialisable; duplicates will get null');
+    }
+    return 'null';
+  }
+
+  private databaseStore(): DatabaseStore {
+    if (this.store instanceof DatabaseStore) return this.store;
+    if (this.store instanceof HotCacheStore) return this.store.db;
+    throw new IdempotencyTransactionUnsupportedError(this.cfg.storage.type);
+  }
+
+  /** Count the operation; wrap driver errors as IdempotencyStorageError (our own typed errors pass through). */
+  private async op<R>(queueName: string, operation: string, fn: () => Promise<R>): Promise<R> {
+    this.metric('storageOperation', operation, this.store.kind);
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof ProcessorFailure) throw err;
+      this.metric('storageError', queueName, operation);
+      if (err instanceof ExactlyOnceError) throw err;
+      throw new IdempotencyStorageError(operation, { cause: err });
+    }
+  }
+
+  private metric<K extends keyof IdempotencyMetrics>(
+    name: K,
+    ...args: Parameters<NonNullable<IdempotencyMetrics[K]>>
+  ): void {
+    try {
+      (this.metrics[name] as ((...a: unknown[]) => void) | undefined)?.call(this.metrics, ...args);
+    } catch {
+      // metrics never break processing
+    }
+  }
+}
