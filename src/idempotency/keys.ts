@@ -62,9 +62,9 @@ export function keyWithTtl(
  */
 export function validateKey(key: IdempotencyKey): void {
   if (typeof key !== 'object' || key === null) throw new IdempotencyKeyInvalidError('key', 'must be an IdempotencyKey');
-  checkPart('id', key.id, false);
   checkPart('queueName', key.queueName, false);
   checkPart('tenantId', key.tenantId, true);
+  checkPart('id', key.id, false);
   if (typeof key.ttl !== 'number' || !Number.isInteger(key.ttl) || key.ttl <= 0) {
     throw new IdempotencyKeyInvalidError('ttl', `must be a positive integer number of milliseconds, got ${key.ttl}`);
   }
