@@ -2,8 +2,19 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from './config/load-config.js';
 import { createPool } from './db/pool.js';
+import { FeatureDisabledError } from './errors.js';
+import {
+  type DedupStats,
+  type IdempotencyKey,
+  type IdempotencyMetrics,
+  IdempotencyService,
+  type ProcessingHook,
+  type ProcessOptions,
+  type ProcessResult,
+  type TransactionalProcessor,
+} from './idempotency/index.js';
 import { type Logger, silentLogger } from './logger.js';
-import { Relay, type RelayMetrics, type PublishSummary } from './outbox/relay.js';
+import { type PublishSummary, Relay, type RelayMetrics } from './outbox/relay.js';
 import type { NewOutboxEvent, OutboxEvent, Publisher } from './outbox/types.js';
 import { storeInOutbox } from './outbox/writer.js';
 import { RedisListPublisher } from './publishers/redis-list.js';
@@ -17,7 +28,8 @@ export interface ManagerDeps {
   logger?: Logger;
   /** Where relayed events go. @defaultValue a RedisListPublisher configured from `outbox` */
   publisher?: Publisher;
-  metrics?: RelayMetrics;
+  /** Where the relay and idempotency report; `Metrics` (prom-client) implements both. */
+  metrics?: RelayMetrics & IdempotencyMetrics & { trackStorageSize?(source: IdempotencyService): void };
 }
 
 /**
@@ -35,6 +47,8 @@ export class Manager {
   readonly redis: Redis;
   readonly logger: Logger;
   readonly publisher: Publisher;
+  /** The idempotency service; `undefined` when `idempotency.enabled` is false. */
+  readonly idempotency: IdempotencyService | undefined;
   readonly #owned: (() => Promise<unknown>)[] = [];
   readonly #relay: Relay;
 
@@ -43,7 +57,9 @@ export class Manager {
     this.logger = deps.logger ?? silentLogger;
     if (deps.pool) this.pool = deps.pool;
     else {
-      this.pool = createPool(config.database.url, this.logger, { max: config.idempotency.storage.database.maxConnections });
+      this.pool = createPool(config.database.url, this.logger, {
+        max: config.idempotency.storage.database.maxConnections,
+      });
       this.#owned.push(() => this.pool.end());
     }
     if (deps.redis) this.redis = deps.redis;
@@ -61,6 +77,74 @@ export class Manager {
         ...(deps.metrics ? { onRoundTrip: (s: number) => deps.metrics?.redisRoundTrip(s) } : {}),
       });
     this.#relay = this.createRelay(deps.metrics ? { metrics: deps.metrics } : {});
+    if (config.idempotency.enabled) {
+      const service = new IdempotencyService({
+        config,
+        pool: this.pool,
+        redis: this.redis,
+        logger: this.logger,
+        ...(deps.metrics ? { metrics: deps.metrics } : {}),
+      });
+      this.idempotency = service;
+      deps.metrics?.trackStorageSize?.(service);
+      // Closed before the connections it uses.
+      this.#owned.push(() => service.close());
+    } else {
+      this.idempotency = undefined;
+    }
+  }
+
+  /**
+   * A deterministic key: the same inputs give the same key, so a redelivered job finds its first run.
+   *
+   * @example const key = manager.generateIdempotencyKey('file-processing', '', job.id);
+   */
+  generateIdempotencyKey(queueName: string, tenantId: string, ...suffix: string[]): IdempotencyKey {
+    return this.#service().generateIdempotencyKey(queueName, tenantId, ...suffix);
+  }
+
+  /**
+   * Run `processor` at most once per key; duplicates get `{ duplicate: true, result }` with the first run's result.
+   *
+   * @example
+   * const { duplicate, result } = await manager.processWithIdempotency(key, () => processFile(job));
+   */
+  processWithIdempotency<T>(
+    key: IdempotencyKey,
+    processor: () => Promise<T> | T,
+    options?: ProcessOptions,
+  ): Promise<ProcessResult<T>> {
+    return this.#service().processWithIdempotency(key, processor, options);
+  }
+
+  /**
+   * The transactional form: `processor(trx)` runs inside the Postgres transaction that records the key, so its
+   * writes happen exactly once. Needs `idempotency.storage.type: database`.
+   *
+   * @example await manager.processInTransaction(key, (trx) => trx.insertInto('payments').values(p).execute());
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: the caller's database schema type, when it has one
+  processInTransaction<T, DB = any>(
+    key: IdempotencyKey,
+    processor: TransactionalProcessor<T, DB>,
+    options?: ProcessOptions,
+  ): Promise<ProcessResult<T>> {
+    return this.#service().processInTransaction(key, processor, options);
+  }
+
+  /** Lifecycle hooks (`beforeProcessing`, `afterProcessing`, `onDuplicate`), in registration order. Returns an unregister function. */
+  registerHook(hook: ProcessingHook): () => void {
+    return this.#service().registerHook(hook);
+  }
+
+  /** Deduplication counters across every process sharing the store; tenant omitted = all tenants of the queue. */
+  getDedupStats(queueName: string, tenantId?: string): Promise<DedupStats> {
+    return this.#service().getDedupStats(queueName, tenantId);
+  }
+
+  #service(): IdempotencyService {
+    if (!this.idempotency) throw new FeatureDisabledError('idempotency');
+    return this.idempotency;
   }
 
   /**
@@ -70,7 +154,10 @@ export class Manager {
    */
   storeInOutbox(trx: unknown, event: NewOutboxEvent): Promise<OutboxEvent>;
   storeInOutbox(trx: unknown, events: readonly NewOutboxEvent[]): Promise<OutboxEvent[]>;
-  storeInOutbox(trx: unknown, events: NewOutboxEvent | readonly NewOutboxEvent[]): Promise<OutboxEvent | OutboxEvent[]> {
+  storeInOutbox(
+    trx: unknown,
+    events: NewOutboxEvent | readonly NewOutboxEvent[],
+  ): Promise<OutboxEvent | OutboxEvent[]> {
     return storeInOutbox(trx, events as NewOutboxEvent[]);
   }
 

@@ -12,21 +12,33 @@ import { cliContext } from '../context.js';
 const USAGE = `Usage: exactly-once demo [--orders N] [--config FILE]
 
 Migrates, then writes sample orders with their events in transactions (every fifth transaction is
-rolled back on purpose), runs a relay and a consumer, and prints what flowed. Jobs go to the lists
-exactly-once-demo:jobqueue:{high,low}_priority so no real queue is touched.`;
+rolled back on purpose), runs a relay and an idempotent consumer, redelivers a few jobs, and prints
+what flowed. Jobs go to the lists exactly-once-demo:jobqueue:{high,low}_priority, so no real queue
+is touched; the demo's tables are demo_orders and demo_shipments.`;
+
+const PREFIX = 'exactly-once-demo:';
+const QUEUES = [`${PREFIX}jobqueue:high_priority`, `${PREFIX}jobqueue:low_priority`];
 
 interface DemoJob {
   id: string;
   aggregate_id: string;
+  payload: { orderId: string };
 }
 
 interface DemoTables {
   demo_orders: { id: string; customer: string; total: number };
+  demo_shipments: { order_id: string; event_id: string };
+}
+
+interface Written {
+  customer: string;
+  seq: number;
+  at: number;
 }
 
 export const demoCommand: Command = {
   name: 'demo',
-  summary: 'write orders and events, relay them, consume them, and show what flowed',
+  summary: 'write orders and events, relay them, consume them idempotently, and show what flowed',
   async run(argv) {
     const { values } = parseFlags(argv, { orders: { type: 'string', default: '20' } });
     if (values.help) {
@@ -34,129 +46,159 @@ export const demoCommand: Command = {
       return 0;
     }
     const orders = Number(values.orders);
-    // parseArgs gives strings for string options
     if (!Number.isInteger(orders) || orders < 1 || orders > 100_000) throw new UsageError('--orders must be 1..100000');
     // Human output here; the relay's JSON logs only when something goes wrong (LOG_LEVEL overrides).
     const base = cliContext(values, { logLevel: 'warn' });
-    const prefix = 'exactly-once-demo:';
     const config = configFromObject({
       database: { url: base.config.database.url },
       redis: { url: base.config.redis.url },
-      outbox: { queue_pattern: `${prefix}jobqueue:{priority}_priority`, batch_size: 100 },
+      outbox: { queue_pattern: `${PREFIX}jobqueue:{priority}_priority`, batch_size: 100 },
     });
     const logger = base.logger;
     const pool = createPool(config.database.url, logger, { max: 8 });
     const redis = createRedis(config.redis.url, logger, { enableOfflineQueue: true });
     const consumer = new Redis(config.redis.url, { maxRetriesPerRequest: null });
-    const migrator = kyselyFromPool(pool);
     const db = new Kysely<DemoTables>({ dialect: new PostgresDialect({ pool }) });
     const manager = new Manager(config, { pool, redis, logger });
     const relay = manager.createRelay();
-    const queues = [`${prefix}jobqueue:high_priority`, `${prefix}jobqueue:low_priority`];
     try {
       console.log(`database ${redact(config.database.url)}, redis ${redact(config.redis.url)}`);
-      const applied = await migrateToLatest(migrator);
+      const applied = await migrateToLatest(kyselyFromPool(pool));
       console.log(applied.length ? `migrated: ${applied.join(', ')}` : 'schema up to date');
       await sql`CREATE TABLE IF NOT EXISTS demo_orders (id text PRIMARY KEY, customer text NOT NULL, total int NOT NULL)`.execute(
         db,
       );
-      await redis.del(...queues);
+      await sql`CREATE TABLE IF NOT EXISTS demo_shipments (order_id text PRIMARY KEY, event_id text NOT NULL)`.execute(
+        db,
+      );
+      await redis.del(...QUEUES);
       await relay.start();
 
-      const committed = new Map<string, { customer: string; seq: number; at: number }>();
+      const written = new Map<string, Written>();
       const seen = new Map<string, number>();
+      const consumed: DemoJob[] = [];
       const latencies: number[] = [];
-      const lastSeqPerCustomer = new Map<string, number>();
+      const lastSeq = new Map<string, number>();
       let outOfOrder = 0;
-      let unexpected = 0;
-      const deadline = Date.now() + 20_000;
-      let writing = true;
-      // A job can arrive before its producer has noted the commit; park it until the producer catches up.
+
+      // The worker: each job's effect (a shipment row) commits together with its idempotency key.
+      const ship = (job: DemoJob) =>
+        manager.processInTransaction(manager.generateIdempotencyKey('demo-shipping', '', job.id), async (trx) => {
+          await trx.insertInto('demo_shipments').values({ order_id: job.payload.orderId, event_id: job.id }).execute();
+          return { shipped: job.payload.orderId };
+        });
+
+      // A job can arrive before the producer has noted its commit; park it until the producer catches up.
       let early: { queue: string; job: DemoJob }[] = [];
-      const accept = (queue: string, job: DemoJob): boolean => {
-        const origin = committed.get(job.id);
+      const accept = async (queue: string, job: DemoJob): Promise<boolean> => {
+        const origin = written.get(job.id);
         if (!origin) return false;
+        const { duplicate } = await ship(job);
         seen.set(job.id, (seen.get(job.id) ?? 0) + 1);
+        consumed.push(job);
         latencies.push(Date.now() - origin.at);
         const key = `${origin.customer}/${queue}`;
-        if ((lastSeqPerCustomer.get(key) ?? 0) > origin.seq) outOfOrder++;
-        lastSeqPerCustomer.set(key, origin.seq);
-        console.log(`  consumed …${job.id.slice(-8)} ${job.aggregate_id} ${queue.padEnd(4)} order #${origin.seq}`);
+        if ((lastSeq.get(key) ?? 0) > origin.seq) outOfOrder++;
+        lastSeq.set(key, origin.seq);
+        console.log(
+          `  consumed …${job.id.slice(-8)} ${job.aggregate_id} ${queue.padEnd(4)} order #${origin.seq}${duplicate ? ' (duplicate)' : ''}`,
+        );
         return true;
       };
+      let writing = true;
+      const deadline = Date.now() + 20_000;
       const consuming = (async () => {
-        while ((writing || seen.size < committed.size) && Date.now() < deadline) {
-          early = early.filter((e) => !accept(e.queue, e.job));
+        while ((writing || seen.size < written.size) && Date.now() < deadline) {
+          const retry = early;
+          early = [];
+          for (const e of retry) if (!(await accept(e.queue, e.job))) early.push(e);
           // High priority first, like a go-redis-work-queue worker; BRPOP takes the oldest job of a list.
-          const popped = await consumer.brpop(...queues, 1);
+          const popped = await consumer.brpop(...QUEUES, 1);
           if (!popped) continue;
           const job = JSON.parse(popped[1]) as DemoJob;
           const queue = popped[0].endsWith('high_priority') ? 'high' : 'low';
-          if (!accept(queue, job)) early.push({ queue, job });
+          if (!(await accept(queue, job))) early.push({ queue, job });
         }
-        early = early.filter((e) => !accept(e.queue, e.job));
-        unexpected = early.length;
       })();
+
       const runId = Date.now().toString(36);
       let rolledBack = 0;
       for (let i = 1; i <= orders; i++) {
         const id = `${runId}-${i}`;
         const customer = `customer-${i % 4}`;
-        const rollback = i % 5 === 0;
         const priority = i % 3 === 0 ? 'high' : 'low';
         try {
-          const events = await db.transaction().execute(async (trx) => {
+          const event = await db.transaction().execute(async (trx) => {
             await trx
               .insertInto('demo_orders')
               .values({ id, customer, total: i * 10 })
               .execute();
-            const stored = await storeInOutbox(trx, [
-              {
-                aggregateType: 'customer',
-                aggregateId: customer,
-                eventType: 'order.created',
-                payload: { orderId: id, total: i * 10, filepath: `/orders/${id}.json` },
-                headers: { priority },
-                // Named explicitly, so any relay of the same database (say docker-compose's) routes it here too.
-                queue: `${prefix}jobqueue:${priority}_priority`,
-              },
-            ]);
-            if (rollback) throw new Error('rolled back on purpose');
+            const stored = await storeInOutbox(trx, {
+              aggregateType: 'customer',
+              aggregateId: customer,
+              eventType: 'order.created',
+              payload: { orderId: id, total: i * 10, filepath: `/orders/${id}.json` },
+              headers: { priority },
+              // Named explicitly, so any relay of the same database (say docker-compose's) routes it here too.
+              queue: `${PREFIX}jobqueue:${priority}_priority`,
+            });
+            if (i % 5 === 0) throw new RolledBackOnPurpose();
             return stored;
           });
-          for (const e of events) committed.set(e.id, { customer, seq: i, at: Date.now() });
+          written.set(event.id, { customer, seq: i, at: Date.now() });
         } catch (err) {
-          if ((err as Error).message !== 'rolled back on purpose') throw err;
+          if (!(err instanceof RolledBackOnPurpose)) throw err;
           rolledBack++;
         }
       }
       writing = false;
       await consuming;
       console.log(
-        `wrote ${committed.size} orders with their events; rolled back ${rolledBack} (their events must never appear)`,
+        `wrote ${written.size} orders with their events; rolled back ${rolledBack} (those must never appear)`,
       );
 
+      // Redeliver a few jobs, as a crashed worker or a retrying queue would: the effect must not happen again.
+      const redelivered = consumed.slice(0, 3);
+      const duplicatesCaught = (await Promise.all(redelivered.map(ship))).filter((r) => r.duplicate).length;
+      const shipments = await pool.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM demo_shipments WHERE event_id = ANY($1)',
+        [[...written.keys()]],
+      );
+      const shipped = shipments.rows[0]?.n ?? 0;
+
       const duplicates = [...seen.values()].filter((n) => n > 1).length;
+      const unexpected = early.length;
       latencies.sort((a, b) => a - b);
       const p50 = latencies[Math.floor(latencies.length / 2)] ?? 0;
       console.log('');
-      console.log(`committed events   ${committed.size}`);
-      console.log(`consumed           ${seen.size}`);
-      console.log(`duplicates         ${duplicates}`);
-      console.log(`rolled-back seen   ${unexpected}`);
-      console.log(`out of order       ${outOfOrder}`);
-      console.log(`commit->consume    p50 ${p50} ms`);
-      const ok = seen.size === committed.size && duplicates === 0 && unexpected === 0 && outOfOrder === 0;
-      console.log(ok ? 'OK: every committed event arrived exactly once, in order' : 'FAILED: see above');
+      console.log(`committed events      ${written.size}`);
+      console.log(`consumed              ${seen.size}`);
+      console.log(`pushed twice          ${duplicates}`);
+      console.log(`rolled-back seen      ${unexpected}`);
+      console.log(`out of order          ${outOfOrder}`);
+      console.log(`redelivered           ${redelivered.length}, recognised as duplicates ${duplicatesCaught}`);
+      console.log(`shipments             ${shipped} (one per committed order)`);
+      console.log(`commit->consume p50   ${p50} ms`);
+      const ok =
+        seen.size === written.size &&
+        duplicates === 0 &&
+        unexpected === 0 &&
+        outOfOrder === 0 &&
+        duplicatesCaught === redelivered.length &&
+        shipped === written.size;
+      console.log(ok ? 'OK: every committed event had its effect exactly once, in order' : 'FAILED: see above');
       return ok ? 0 : 1;
     } finally {
       await relay.stop();
+      await manager.close();
       consumer.disconnect();
       redis.disconnect();
       await pool.end();
     }
   },
 };
+
+class RolledBackOnPurpose extends Error {}
 
 function redact(url: string): string {
   try {
