@@ -84,7 +84,7 @@ export async function machineInfo(): Promise<MachineInfo> {
   let postgres = '';
   const settings: Record<string, string> = {};
   try {
-    postgres = (await c.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? '';
+    postgres = (await c.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '';
     const { rows } = await c.query<{ name: string; setting: string; unit: string | null }>(
       `SELECT name, setting, unit FROM pg_settings
         WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'autovacuum', 'max_connections')`,
