@@ -50,6 +50,23 @@ test('completed keys are cached in Redis with the key TTL', async () => {
   assert.ok(ttl > 3_500_000 && ttl <= 3_600_000, `cache TTL ${ttl} ms follows default_ttl 1h`);
 });
 
+test('a cached duplicate is answered from Redis without touching Postgres', async () => {
+  // Hold the key's row lock: any Postgres claim of this key would now block until ROLLBACK.
+  const blocker = await db.pool.connect();
+  try {
+    await blocker.query('BEGIN');
+    await blocker.query("SELECT 1 FROM idempotency_keys WHERE key_id = 'mail::welcome-1' FOR UPDATE");
+    const answer = await Promise.race([
+      job('welcome-1'),
+      new Promise((resolve) => setTimeout(() => resolve('blocked on Postgres'), 2000)),
+    ]);
+    assert.deepEqual(answer, { duplicate: true, result: { sent: 'welcome-1' } });
+  } finally {
+    await blocker.query('ROLLBACK');
+    blocker.release();
+  }
+});
+
 test('Redis flushed: duplicates are still detected from Postgres, and the cache refills', async () => {
   await redis.flushall();
   assert.deepEqual(await job('welcome-1'), { duplicate: true, result: { sent: 'welcome-1' } });
@@ -71,7 +88,7 @@ test('Redis stopped: duplicates are still detected and new jobs still run, witho
     `cache errors counted: ${cacheErrors.join(',')}`,
   );
   const stats = await service.getDedupStats('mail');
-  assert.deepEqual([stats.totalKeys, stats.duplicatesAvoided], [2, 3]);
+  assert.deepEqual([stats.totalKeys, stats.duplicatesAvoided], [2, 4]);
 });
 
 test('Redis back (empty): still no second run, and the cache fills again', async () => {

@@ -16,6 +16,7 @@ import { DatabaseStore } from './database-store.js';
 import { HookRegistry, type ProcessingHook } from './hooks.js';
 import { HotCacheStore } from './hot-cache-store.js';
 import { type IdempotencyKey, type KeyRef, keyWithTtl, refOf, validateKey, validateRef } from './keys.js';
+import { holdingLease } from './lease.js';
 import type { IdempotencyMetrics } from './metrics.js';
 import type {
   CreateRecordInput,
@@ -101,7 +102,16 @@ export class IdempotencyService {
     return this.execute(key, options, async (ref, claim) => {
       const outcome = await this.op(ref.queueName, 'claim', () => this.store.claim(ref, claim));
       if (outcome.kind !== 'claimed') return outcome;
-      const ran = await this.runProcessor(key, () => this.withLease(ref, claim.token, processor));
+      const ran = await holdingLease(
+        {
+          ref,
+          leaseMs: claim.leaseMs,
+          renew: () => this.op(ref.queueName, 'renew', () => this.store.renew(ref, claim.token, claim.leaseMs)),
+          release: () => this.op(ref.queueName, 'release', () => this.store.release(ref, claim.token)),
+          logger: this.logger,
+        },
+        () => this.runProcessor(key, processor),
+      );
       const stored = await this.completeWithRetry(ref, claim, ran.json);
       if (!stored) {
         this.metric('storageError', ref.queueName, 'lost_claim');
@@ -319,40 +329,6 @@ export class IdempotencyService {
     }
     this.metric('success', key.queueName, (performance.now() - started) / 1000);
     return { result, json: this.toJson(key, result) };
-  }
-
-  /** Run the processor while renewing the claim's lease, releasing the claim when it throws. */
-  private async withLease<T>(ref: KeyRef, token: string, processor: () => Promise<T> | T): Promise<T> {
-    const lease = this.cfg.lease;
-    let renewing = false;
-    const timer = setInterval(
-      () => {
-        if (renewing) return;
-        renewing = true;
-        this.op(ref.queueName, 'renew', () => this.store.renew(ref, token, lease))
-          .then((held) => {
-            if (!held) this.logger.warn({ key: ref.keyId, queue: ref.queueName }, 'idempotency lease lost');
-          })
-          .catch((err) => this.logger.warn({ err, key: ref.keyId }, 'could not renew idempotency lease'))
-          .finally(() => {
-            renewing = false;
-          });
-      },
-      Math.max(10, Math.floor(lease / 3)),
-    );
-    timer.unref();
-    try {
-      return await processor();
-    } catch (err) {
-      clearInterval(timer);
-      // If the release fails, the lease still lapses and the next caller runs: the error we owe the caller is theirs.
-      await this.op(ref.queueName, 'release', () => this.store.release(ref, token)).catch((releaseErr) =>
-        this.logger.warn({ err: releaseErr, key: ref.keyId }, 'could not release idempotency key'),
-      );
-      throw err;
-    } finally {
-      clearInterval(timer);
-    }
   }
 
   /** Storing the result is retried briefly: the side effect already happened, a lost result means a second run. */
