@@ -37,7 +37,8 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const { code } = await relay.exited;
     const tookMs = performance.now() - sent;
     assert.equal(code, 0, `exit code (output: ${relay.stderr()})`);
-    assert.ok(tookMs < 5000, `exited in ${tookMs} ms`);
+    // Idle it takes well under a second; the bound leaves room for a loaded CI machine, below the 10 s forced exit.
+    assert.ok(tookMs < 8000, `exited in ${tookMs} ms`);
 
     // What it pushed is marked; nothing is half-done: pushed == published rows.
     const pushed = await fx.redis.llen(fx.lowQueue);
