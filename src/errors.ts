@@ -91,6 +91,13 @@ export class FeatureDisabledError extends ExactlyOnceError {
   }
 }
 
+/** A relay batch could not be attempted at all (Redis unreachable or too slow); it is rolled back and retried. */
+export class PublishUnavailableError extends ExactlyOnceError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EO_PUBLISH_UNAVAILABLE', message, options);
+  }
+}
+
 /** SQLSTATE codes we match on; never match Postgres errors on message text. */
 export const PgErrorCode = {
   undefinedTable: '42P01',

@@ -31,6 +31,7 @@ export {
   MigrationError,
   NotMigratedError,
   OutboxEventValidationError,
+  PublishUnavailableError,
   UnsupportedExecutorError,
 } from './errors.js';
 export type {
@@ -85,4 +86,4 @@ export type {
 export { storeInOutbox } from './outbox/writer.js';
 export type { Job } from './publishers/job.js';
 export type { RedisListPublisherOptions } from './publishers/redis-list.js';
-export { PublishUnavailableError, RedisListPublisher } from './publishers/redis-list.js';
+export { RedisListPublisher } from './publishers/redis-list.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis } from 'ioredis';
-import { ExactlyOnceError } from '../errors.js';
+import { PublishUnavailableError } from '../errors.js';
 import type { ClaimedEvent, Publisher, PublishOutcome } from '../outbox/types.js';
 import { dedupMarkerKey, hashTag } from './hash-tag.js';
 import { jobJson, priorityOf } from './job.js';
@@ -18,13 +18,6 @@ export interface RedisListPublisherOptions {
   timeoutMs?: number;
   /** Called with the round-trip time of each script call, in seconds. */
   onRoundTrip?: (seconds: number) => void;
-}
-
-/** The whole batch could not be attempted (Redis unreachable or too slow). */
-export class PublishUnavailableError extends ExactlyOnceError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('EO_PUBLISH_UNAVAILABLE', message, options);
-  }
 }
 
 type ScriptClient = (Redis | Cluster) & {
