@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import { NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { backoffDelay } from './backoff.js';
+import { Doorbell } from './doorbell.js';
 import { claimBatchSql, MARK_SQL, markPublishedSql } from './relay-sql.js';
-import { OUTBOX_CHANNEL, OUTBOX_TABLE } from './rows.js';
+import { OUTBOX_TABLE } from './rows.js';
 import type { ClaimedEvent, Publisher, PublishOutcome } from './types.js';
 import { Wakeup } from './wakeup.js';
 
@@ -41,6 +42,11 @@ export interface PublishSummary {
 
 const ZERO: PublishSummary = { claimed: 0, published: 0, duplicates: 0, retried: 0, failed: 0, held: 0 };
 const MAX_ERROR_LENGTH = 2000;
+/**
+ * Quick polls after a loop runs out of work, before it sleeps until NOTIFY: they catch commits of producers that saw
+ * a relay awake (and so did not NOTIFY) just before this loop let go. Sum ~60 ms, more than a commit's flush takes.
+ */
+const GRACE_POLLS_MS = [2, 4, 8, 16, 32];
 /** Backoff after an infrastructure error (Postgres or Redis unreachable): quick first retry, then calmer. */
 const OUTAGE_BACKOFF = { initialDelay: 100, maxDelay: 5000, multiplier: 2, jitter: true };
 
@@ -63,8 +69,7 @@ export class Relay {
   readonly #wakeup = new Wakeup();
   #loops: Promise<void>[] = [];
   #stopping = false;
-  #listener: pg.Client | undefined;
-  #listenerRetry: NodeJS.Timeout | undefined;
+  readonly #doorbell: Doorbell;
   /** Earliest retry this process scheduled; we wake for it instead of waiting a whole poll interval. */
   #nextRetryAt = Number.POSITIVE_INFINITY;
 
@@ -75,13 +80,14 @@ export class Relay {
     this.#publisher = options.publisher;
     this.#log = (options.logger ?? silentLogger).child({ component: 'relay', relayId: this.relayId });
     this.#metrics = options.metrics;
+    this.#doorbell = new Doorbell({ url: this.#config.database.url, logger: this.#log, wakeup: this.#wakeup });
   }
 
   /** Check the schema, start listening for NOTIFY and run `outbox.concurrency` claim loops. */
   async start(): Promise<void> {
     await this.assertMigrated();
     this.#stopping = false;
-    await this.#listen();
+    await this.#doorbell.start();
     const n = this.#config.outbox.concurrency;
     this.#loops = Array.from({ length: n }, (_, i) => this.#loop(i));
     this.#log.info({ concurrency: n, batchSize: this.#config.outbox.batchSize }, 'relay started');
@@ -99,12 +105,9 @@ export class Relay {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#wakeup.wake();
-    clearTimeout(this.#listenerRetry);
     await Promise.allSettled(this.#loops);
     this.#loops = [];
-    const listener = this.#listener;
-    this.#listener = undefined;
-    if (listener) await listener.end().catch(() => {});
+    await this.#doorbell.stop();
     this.#log.info('relay stopped');
   }
 
@@ -240,15 +243,28 @@ export class Relay {
   async #loop(index: number): Promise<void> {
     const log = this.#log.child({ loop: index });
     let outages = 0;
+    let grace = 0;
     while (!this.#stopping) {
       try {
         const batch = await this.runBatch();
         if (outages > 0) log.info({ afterFailures: outages }, 'relay recovered');
         outages = 0;
-        // A full batch means more is probably waiting; anything else means we caught up.
-        if (batch.claimed > 0 && batch.claimed > batch.held) continue;
+        if (batch.claimed > 0 && batch.claimed > batch.held) {
+          // More is probably waiting. While we drain, producers skip the NOTIFY (see doorbell.ts).
+          this.#doorbell.setAwake(index, true);
+          grace = 0;
+          continue;
+        }
+        // Caught up: let producers ring again, poll a few more times for commits that saw us awake, then sleep.
+        this.#doorbell.setAwake(index, false);
+        if (grace < GRACE_POLLS_MS.length) {
+          await this.#wakeup.sleep(Math.min(GRACE_POLLS_MS[grace++] as number, this.#idleDelay()));
+          continue;
+        }
+        grace = 0;
         await this.#wakeup.sleep(this.#idleDelay());
       } catch (err) {
+        this.#doorbell.setAwake(index, false);
         outages++;
         const delay = backoffDelay(outages, OUTAGE_BACKOFF);
         const level = outages === 1 || outages % 20 === 0 ? 'warn' : 'debug';
@@ -257,6 +273,7 @@ export class Relay {
         await this.#wakeup.sleep(delay);
       }
     }
+    this.#doorbell.setAwake(index, false);
   }
 
   #idleDelay(): number {
@@ -264,36 +281,6 @@ export class Relay {
     const untilRetry = this.#nextRetryAt - Date.now();
     if (untilRetry <= 0) this.#nextRetryAt = Number.POSITIVE_INFINITY;
     return Math.max(0, Math.min(poll, untilRetry > 0 ? untilRetry + 5 : poll));
-  }
-
-  /** LISTEN on a dedicated connection; on loss, reconnect with backoff (polling covers the gap). */
-  async #listen(attempt = 0): Promise<void> {
-    if (this.#stopping) return;
-    const client = new pg.Client({ connectionString: this.#config.database.url });
-    const retry = () => {
-      if (this.#stopping || this.#listener !== client) return;
-      this.#listener = undefined;
-      client.end().catch(() => {});
-      const delay = backoffDelay(attempt + 1, OUTAGE_BACKOFF);
-      this.#listenerRetry = setTimeout(() => void this.#listen(attempt + 1), delay);
-    };
-    client.on('error', (err) => {
-      this.#log.warn({ err }, 'LISTEN connection lost; polling until it is back');
-      retry();
-    });
-    client.on('end', retry);
-    client.on('notification', () => this.#wakeup.wake());
-    this.#listener = client;
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
-      // Anything committed while we were not listening is picked up now.
-      this.#wakeup.wake();
-      if (attempt > 0) this.#log.info('LISTEN connection restored');
-    } catch (err) {
-      this.#log.warn({ err }, 'cannot LISTEN for outbox notifications; retrying');
-      retry();
-    }
   }
 }
 
