@@ -35,7 +35,8 @@ async function awakeHolders(): Promise<number> {
 }
 
 async function produce(n: number, aggregate: string): Promise<void> {
-  for (let i = 0; i < n; i++) await storeInOutbox(fx.db.pool, { aggregateId: aggregate, eventType: 'e', payload: { i } });
+  for (let i = 0; i < n; i++)
+    await storeInOutbox(fx.db.pool, { aggregateId: aggregate, eventType: 'e', payload: { i } });
 }
 
 test('with no relay awake, every committing producer transaction rings the doorbell once', async () => {
@@ -86,7 +87,9 @@ test('while a relay drains, producers commit without NOTIFY; once it is idle the
     await waitFor(async () => (await awakeHolders()) === 1, 10_000, 'relay to hold the awake lock');
     const before = notifications;
     await produce(30, 'during-drain');
-    const pending = await fx.db.pool.query("SELECT count(*)::int AS n FROM exactly_once_outbox WHERE status = 'pending'");
+    const pending = await fx.db.pool.query(
+      "SELECT count(*)::int AS n FROM exactly_once_outbox WHERE status = 'pending'",
+    );
     assert.ok(pending.rows[0].n > 0, 'the relay was still draining while we produced');
     assert.equal(await awakeHolders(), 1);
     await new Promise((r) => setTimeout(r, 100));
