@@ -25,11 +25,12 @@ after(async () => {
   await fx.close();
 });
 
-/** Relays holding the "awake" lock (shared), as Postgres sees it. */
+/** Relays of this test's database holding the "awake" lock (shared); advisory locks are per database. */
 async function awakeHolders(): Promise<number> {
   const { rows } = await fx.db.pool.query(`
     SELECT count(*)::int AS n FROM pg_locks
     WHERE locktype = 'advisory' AND granted AND mode = 'ShareLock'
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND classid = hashtext('exactly_once_outbox_awake')::oid AND objid = 0 AND objsubid = 2`);
   return rows[0].n;
 }
