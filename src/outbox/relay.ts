@@ -276,11 +276,17 @@ export class Relay {
     this.#doorbell.setAwake(index, false);
   }
 
+  /** How long an idle loop may sleep: until the next poll, or just past the earliest retry this process scheduled. */
   #idleDelay(): number {
     const poll = this.#config.outbox.pollInterval;
     const untilRetry = this.#nextRetryAt - Date.now();
-    if (untilRetry <= 0) this.#nextRetryAt = Number.POSITIVE_INFINITY;
-    return Math.max(0, Math.min(poll, untilRetry > 0 ? untilRetry + 5 : poll));
+    if (untilRetry > 0) return Math.min(poll, untilRetry + 5);
+    if (this.#nextRetryAt !== Number.POSITIVE_INFINITY) {
+      // The retry fell due while we were busy: claim once more now instead of sleeping a whole poll interval.
+      this.#nextRetryAt = Number.POSITIVE_INFINITY;
+      return 0;
+    }
+    return poll;
   }
 }
 
