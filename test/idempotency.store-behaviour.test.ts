@@ -103,11 +103,16 @@ for (const variant of STORAGE_VARIANTS) {
       assert.deepEqual(await service.processWithIdempotency(key, async () => 3), { duplicate: false, result: 3 });
 
       const gone = { ...generateIdempotencyKey(q('ttl'), '', 'swept'), ttl: 200 };
+      // A long-lived neighbour keeps a shared hash (use_hashes) alive, so it is cleanup, not Redis expiring the
+      // whole hash, that must remove the expired entry.
+      const neighbour = { ...generateIdempotencyKey(q('ttl'), '', 'neighbour'), ttl: 60_000 };
+      await service.processWithIdempotency(neighbour, async () => 'stays');
       await service.processWithIdempotency(gone, async () => 'x');
       await waitFor(async () => (await service.getRecord(gone.queueName, '', gone.id)) === undefined, 5000, 'expiry');
       const removed = await service.cleanup();
       assert.ok(removed >= (variant === 'redis' ? 0 : 1), `cleanup removed ${removed}`);
       assert.equal(await storedCopies(variant, gone.queueName, gone.id), 0, 'nothing of the expired key remains');
+      assert.equal((await service.processWithIdempotency(neighbour, async () => 'again')).duplicate, true);
     });
 
     test('tenants are isolated: the same id under two tenants and tenant-less is three keys', async () => {
