@@ -31,19 +31,23 @@ test('a poison event is retried with growing delays, ends failed, and holds back
     });
     const behindPoison = await storeInOutbox(fx.db.pool, { aggregateId: 'sick', eventType: 'after', payload: {} });
 
-    // Record when each failed attempt lands.
+    // Record when each failed attempt lands, and how far ahead (database clock) the relay scheduled the next one.
     const attempts: number[] = [];
+    const scheduledAhead: number[] = [];
     let last = 0;
     let status = 'pending';
     let healthyDelivered = false;
     while (status === 'pending') {
-      const { rows } = await fx.db.pool.query('SELECT retry_count, status FROM exactly_once_outbox WHERE id = $1', [
-        poison.id,
-      ]);
+      const { rows } = await fx.db.pool.query(
+        `SELECT retry_count, status, extract(epoch FROM next_attempt_at - clock_timestamp()) * 1000 AS ahead_ms
+         FROM exactly_once_outbox WHERE id = $1`,
+        [poison.id],
+      );
       const row = rows[0];
       status = row.status;
       if (row.retry_count > last) {
         attempts.push(performance.now());
+        if (row.status === 'pending') scheduledAhead.push(Number(row.ahead_ms));
         last = row.retry_count;
         if (last === 1) {
           // While the poison event waits for its retries, other aggregates keep flowing...
@@ -63,13 +67,20 @@ test('a poison event is retried with growing delays, ends failed, and holds back
     assert.match(rows[0].last_error, /WRONGTYPE/);
     assert.equal(attempts.length, 4);
     const gaps = attempts.slice(1).map((t, i) => t - (attempts[i] as number));
-    // Scheduled delays 150, 300, 600 ms: each gap at least its delay, and growing.
+    // Scheduled delays 150, 300, 600 ms (no jitter): no retry ever comes early...
     [150, 300, 600].forEach((delay, i) => {
       assert.ok((gaps[i] as number) >= delay - 20, `gap ${i} ${gaps[i]} ms >= ${delay} ms`);
     });
+    // ...and each is scheduled further ahead than the one before. (Read from the row rather than from wall-clock gaps,
+    // which a loaded CI machine can stretch.)
+    assert.equal(scheduledAhead.length, 3);
+    [150, 300, 600].forEach((delay, i) => {
+      assert.ok((scheduledAhead[i] as number) <= delay + 5, `retry ${i + 1} scheduled ${scheduledAhead[i]} ms ahead`);
+    });
     assert.ok(
-      (gaps[1] as number) > (gaps[0] as number) && (gaps[2] as number) > (gaps[1] as number),
-      `growing: ${gaps}`,
+      (scheduledAhead[1] as number) > (scheduledAhead[0] as number) &&
+        (scheduledAhead[2] as number) > (scheduledAhead[1] as number),
+      `growing: ${scheduledAhead}`,
     );
 
     // Once the poison event is dead, its aggregate flows again (the dead event stays for replay).

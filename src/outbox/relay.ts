@@ -70,7 +70,7 @@ export class Relay {
   #loops: Promise<void>[] = [];
   #stopping = false;
   readonly #doorbell: Doorbell;
-  /** Earliest retry this process scheduled; we wake for it instead of waiting a whole poll interval. */
+  /** Earliest retry this process scheduled (`performance.now()` time); we wake for it instead of a whole poll interval. */
   #nextRetryAt = Number.POSITIVE_INFINITY;
 
   constructor(options: RelayOptions) {
@@ -216,9 +216,11 @@ export class Relay {
         const delay = backoffDelay(attempt, retryBackoff);
         statuses.push('pending');
         delays.push(delay);
-        const at = Date.now() + delay;
+        // Monotonic clock: a wall-clock step (NTP on a VM) must not turn a 300 ms wait into a whole poll interval.
+        const now = performance.now();
+        const at = now + delay;
         // A remembered retry time already in the past has been served; the new one replaces it.
-        this.#nextRetryAt = this.#nextRetryAt > Date.now() ? Math.min(this.#nextRetryAt, at) : at;
+        this.#nextRetryAt = this.#nextRetryAt > now ? Math.min(this.#nextRetryAt, at) : at;
         this.#log.warn({ eventId: event.id, attempt, delayMs: delay, error }, 'publish failed; retry scheduled');
       }
     });
@@ -279,7 +281,7 @@ export class Relay {
   /** How long an idle loop may sleep: until the next poll, or just past the earliest retry this process scheduled. */
   #idleDelay(): number {
     const poll = this.#config.outbox.pollInterval;
-    const untilRetry = this.#nextRetryAt - Date.now();
+    const untilRetry = this.#nextRetryAt - performance.now();
     if (untilRetry > 0) return Math.min(poll, untilRetry + 5);
     if (this.#nextRetryAt !== Number.POSITIVE_INFINITY) {
       // The retry fell due while we were busy: claim once more now instead of sleeping a whole poll interval.
