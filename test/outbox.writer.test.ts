@@ -109,6 +109,40 @@ describe('storeInOutbox with a Kysely transaction', () => {
     );
     assert.ok((await fx.jobs()).some((j) => j.event_type === 'c'));
   });
+  test('the returned event is the stored row', async () => {
+    const stored = await storeInOutbox(fx.db.pool, {
+      aggregateType: 'order',
+      aggregateId: 'ret-1',
+      eventType: 'order.created',
+      payload: { b: 1, a: [1, 'x'], at: new Date('2026-01-02T03:04:05Z') },
+      headers: { priority: 'high' },
+      metadata: { source: 'test' },
+      tenantId: 't1',
+      maxRetries: 2,
+    });
+    const { rows } = await fx.db.pool.query('SELECT * FROM exactly_once_outbox WHERE id = $1', [stored.id]);
+    const row = rows[0];
+    assert.deepEqual(stored, {
+      id: row.id,
+      seq: row.seq,
+      aggregateId: row.aggregate_id,
+      aggregateType: row.aggregate_type,
+      eventType: row.event_type,
+      payload: row.payload,
+      headers: row.headers,
+      metadata: row.metadata,
+      tenantId: row.tenant_id,
+      queue: row.queue,
+      status: 'pending',
+      retryCount: 0,
+      maxRetries: 2,
+      nextAttemptAt: row.next_attempt_at,
+      lastError: null,
+      createdAt: row.created_at,
+      publishedAt: null,
+    });
+    assert.equal((stored.payload as { at: string }).at, '2026-01-02T03:04:05.000Z');
+  });
 });
 
 describe('storeInOutbox with a pg client', () => {

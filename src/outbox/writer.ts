@@ -1,12 +1,13 @@
 import { toExecutor } from '../db/executor.js';
 import { NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
 import { uuidv7 } from './ids.js';
-import { OUTBOX_TABLE, type OutboxRow, rowToEvent } from './rows.js';
+import { OUTBOX_TABLE } from './rows.js';
 import type { NewOutboxEvent, OutboxEvent } from './types.js';
 import { validateEvent } from './validate-event.js';
 
 // One statement for one event or many: unnest() turns parallel arrays into rows, so a batch costs the producer a
-// single round trip. JSON travels as text and is cast once by Postgres. The AFTER INSERT statement trigger sends
+// single round trip. JSON travels as text and is cast once by Postgres. Only the columns Postgres fills in come back:
+// returning whole rows made Node parse every payload it had just serialised. The AFTER INSERT statement trigger sends
 // the NOTIFY that wakes relays at COMMIT.
 const INSERT_SQL = `
   INSERT INTO ${OUTBOX_TABLE}
@@ -16,7 +17,7 @@ const INSERT_SQL = `
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
               $9::text[], $10::int[])
     AS e(id, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, max_retries)
-  RETURNING *`;
+  RETURNING id, seq, created_at, next_attempt_at`;
 
 /**
  * Write one event, or many, into the outbox inside the caller's transaction — a Kysely `Transaction` (or `Kysely`)
@@ -56,13 +57,43 @@ export async function storeInOutbox(
     cols[8]?.push(e.queue ?? null);
     cols[9]?.push(e.maxRetries ?? null);
   }
-  let rows: OutboxRow[];
+  let rows: InsertedRow[];
   try {
-    ({ rows } = await executor.query<OutboxRow>(INSERT_SQL, cols));
+    ({ rows } = await executor.query<InsertedRow>(INSERT_SQL, cols));
   } catch (err) {
     if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(OUTBOX_TABLE, { cause: err });
     throw err;
   }
-  const stored = rows.map(rowToEvent).sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const stored = events.map((e, i): OutboxEvent => {
+    const row = byId.get(cols[0]?.[i] as string) as InsertedRow;
+    return {
+      id: row.id,
+      seq: String(row.seq),
+      aggregateId: e.aggregateId,
+      aggregateType: e.aggregateType ?? '',
+      eventType: e.eventType,
+      // As the relay will publish it: JSON, so a Date is its ISO string, as everywhere downstream.
+      payload: JSON.parse(cols[4]?.[i] as string),
+      headers: { ...(e.headers ?? {}) },
+      metadata: JSON.parse(cols[6]?.[i] as string),
+      tenantId: e.tenantId ?? '',
+      queue: e.queue ?? null,
+      status: 'pending',
+      retryCount: 0,
+      maxRetries: e.maxRetries ?? null,
+      nextAttemptAt: row.next_attempt_at,
+      lastError: null,
+      createdAt: row.created_at,
+      publishedAt: null,
+    };
+  });
   return single ? (stored[0] as OutboxEvent) : stored;
+}
+
+interface InsertedRow extends Record<string, unknown> {
+  id: string;
+  seq: string;
+  created_at: Date;
+  next_attempt_at: Date;
 }
