@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { OutboxEventValidationError, UnsupportedExecutorError } from '../src/errors.js';
+import { rowToEvent } from '../src/outbox/rows.js';
 import { storeInOutbox } from '../src/outbox/writer.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 
@@ -122,25 +123,8 @@ describe('storeInOutbox with a Kysely transaction', () => {
     });
     const { rows } = await fx.db.pool.query('SELECT * FROM exactly_once_outbox WHERE id = $1', [stored.id]);
     const row = rows[0];
-    assert.deepEqual(stored, {
-      id: row.id,
-      seq: row.seq,
-      aggregateId: row.aggregate_id,
-      aggregateType: row.aggregate_type,
-      eventType: row.event_type,
-      payload: row.payload,
-      headers: row.headers,
-      metadata: row.metadata,
-      tenantId: row.tenant_id,
-      queue: row.queue,
-      status: 'pending',
-      retryCount: 0,
-      maxRetries: 2,
-      nextAttemptAt: row.next_attempt_at,
-      lastError: null,
-      createdAt: row.created_at,
-      publishedAt: null,
-    });
+    assert.deepEqual(stored, rowToEvent(row));
+    assert.equal(stored.maxRetries, 2);
     assert.equal((stored.payload as { at: string }).at, '2026-01-02T03:04:05.000Z');
   });
 });
