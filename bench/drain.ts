@@ -70,7 +70,7 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
             n: opts.events,
           });
         } finally {
-          await boss.stop({ graceful: false, wait: true });
+          await boss.stop({ graceful: false });
           await db.pool.query('DROP SCHEMA IF EXISTS pgboss_bench CASCADE');
           await deleteRedisPrefix(redis, prefix);
         }

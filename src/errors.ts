@@ -37,13 +37,72 @@ export class OutboxEventValidationError extends ExactlyOnceError {
   }
 }
 
-/** The transaction handed to `storeInOutbox` is neither a Kysely instance/transaction nor a pg client. */
+/** The handle handed to `storeInOutbox` (or `storeInOutboxStandalone`) is not a Kysely or pg handle it can use. */
 export class UnsupportedExecutorError extends ExactlyOnceError {
-  constructor() {
+  constructor(
+    message = 'storeInOutbox needs a Kysely Transaction or a pg Client/PoolClient inside your transaction; got something else',
+  ) {
+    super('EO_UNSUPPORTED_EXECUTOR', message);
+  }
+}
+
+/**
+ * `storeInOutbox` was handed a pg `Pool` or a root `Kysely` instance. Each statement on those autocommits on whichever
+ * connection is free, so the event would be published even if the app's transaction rolled back (G1); nothing was
+ * written. `handle` says what was passed.
+ */
+export class OutboxTransactionRequiredError extends ExactlyOnceError {
+  readonly handle: string;
+
+  constructor(handle: string) {
     super(
-      'EO_UNSUPPORTED_EXECUTOR',
-      'storeInOutbox needs a Kysely transaction (or Kysely instance) or a pg client/pool; got something else',
+      'EO_OUTBOX_TRANSACTION_REQUIRED',
+      `storeInOutbox needs your transaction: a Kysely Transaction (inside db.transaction().execute(async (trx) => ...)) ` +
+        `or a pg Client/PoolClient after BEGIN; got ${handle}, whose statements autocommit, so the event would be ` +
+        `published even if your transaction rolled back. Nothing was written. To write events on their own, outside ` +
+        `any transaction of yours, call storeInOutboxStandalone(poolOrDb, events).`,
     );
+    this.handle = handle;
+  }
+}
+
+/**
+ * Two events of one `storeInOutbox` call share an id, or an event's id is already in the outbox. Nothing of the call
+ * was written and the caller's transaction is still usable. `index` is the event's position in the batch.
+ */
+export class OutboxDuplicateIdError extends ExactlyOnceError {
+  readonly field = 'id';
+  readonly id: string;
+  readonly index: number | undefined;
+  /** The earlier event of the same batch with this id; `undefined` when the id was already in the outbox. */
+  readonly firstIndex: number | undefined;
+
+  constructor(id: string, index: number | undefined, firstIndex?: number) {
+    const where = index === undefined ? 'id' : `events[${index}].id`;
+    const why =
+      firstIndex === undefined
+        ? `an event with id "${id}" is already in the outbox (ids are unique; omit id to have one generated)`
+        : `"${id}" is also the id of events[${firstIndex}]; each event needs its own id`;
+    super('EO_OUTBOX_DUPLICATE_ID', `${where}: ${why}`);
+    this.id = id;
+    this.index = index;
+    this.firstIndex = firstIndex;
+  }
+}
+
+/**
+ * An event names a destination (`queue`) that `outbox.allowed_queues` and `outbox.queue_pattern` do not allow, or a
+ * key reserved for dedup markers. Nothing was written.
+ */
+export class OutboxQueueNotAllowedError extends ExactlyOnceError {
+  readonly field = 'queue';
+  readonly queue: string;
+  readonly index: number | undefined;
+
+  constructor(queue: string, index: number | undefined, reason: string) {
+    super('EO_OUTBOX_QUEUE_NOT_ALLOWED', `${index === undefined ? '' : `events[${index}].`}queue: ${reason}`);
+    this.queue = queue;
+    this.index = index;
   }
 }
 
@@ -95,6 +154,41 @@ export class FeatureDisabledError extends ExactlyOnceError {
 export class PublishUnavailableError extends ExactlyOnceError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('EO_PUBLISH_UNAVAILABLE', message, options);
+  }
+}
+
+/**
+ * The relay's circuit breaker is open (publishing kept failing): nothing was claimed. `retryInMs` says when a trial
+ * batch may run. See src/outbox/circuit-breaker.ts.
+ */
+export class CircuitOpenError extends ExactlyOnceError {
+  readonly retryInMs: number;
+
+  constructor(retryInMs: number, lastError: string | undefined) {
+    super(
+      'EO_CIRCUIT_OPEN',
+      `publishing is paused by the circuit breaker (retry in ${retryInMs} ms)${lastError ? `; last error: ${lastError}` : ''}`,
+    );
+    this.retryInMs = retryInMs;
+  }
+}
+
+/**
+ * Postgres or Redis could not be reached: refused, unknown host, or no answer within the connect timeout (or the
+ * relay's start-up wait). `service` says which, `target` is `host:port[/database]` (never the password).
+ */
+export class ServiceUnreachableError extends ExactlyOnceError {
+  readonly service: 'postgres' | 'redis';
+  readonly target: string;
+
+  constructor(service: 'postgres' | 'redis', target: string, reason: string, options?: { cause?: unknown }) {
+    super(
+      'EO_SERVICE_UNREACHABLE',
+      `cannot reach ${service === 'postgres' ? 'Postgres' : 'Redis'} at ${target}: ${reason}`,
+      options,
+    );
+    this.service = service;
+    this.target = target;
   }
 }
 
@@ -197,5 +291,34 @@ export class IdempotencyTransactionUnsupportedError extends ExactlyOnceError {
       'EO_IDEMPOTENCY_NO_TRANSACTION',
       `processInTransaction needs exactly_once.idempotency.storage.type "database" (configured: "${storageType}")`,
     );
+  }
+}
+
+/**
+ * The call lost its idempotency key while the processor ran: the lease lapsed before it could be renewed (event loop
+ * blocked, store unreachable) or another caller took the key over. Its result was not stored (the new owner's record
+ * is untouched); the processor may have had its effect all the same, which only `processInTransaction` rules out.
+ * `cause` holds the processor's own error when it stopped on the abort signal.
+ */
+export class IdempotencyLeaseLostError extends ExactlyOnceError {
+  readonly key: string;
+  /** Why the lease counts as lost, e.g. that it ran out before it could be renewed. */
+  readonly reason: string;
+
+  constructor(key: string, reason: string, options?: { cause?: unknown }) {
+    super('EO_IDEMPOTENCY_LEASE_LOST', `idempotency key "${key}" was lost while processing: ${reason}`, options);
+    this.key = key;
+    this.reason = reason;
+  }
+}
+
+/** A `beforeProcessing` hook threw: the processor did not run and the key was released. `cause` is the hook's error. */
+export class IdempotencyHookAbortedError extends ExactlyOnceError {
+  readonly key: string;
+
+  constructor(key: string, options: { cause: unknown }) {
+    const detail = options.cause instanceof Error ? options.cause.message : String(options.cause);
+    super('EO_IDEMPOTENCY_HOOK_ABORTED', `beforeProcessing hook aborted idempotency key "${key}": ${detail}`, options);
+    this.key = key;
   }
 }

@@ -16,21 +16,27 @@ export type { MigrationStatus } from './db/migrator.js';
 export { createMigrator, migrateDown, migrateToLatest, migrationStatus } from './db/migrator.js';
 export {
   AdminUnauthorizedError,
+  CircuitOpenError,
   ConfigError,
   ExactlyOnceError,
   FeatureDisabledError,
+  IdempotencyHookAbortedError,
   IdempotencyInProgressError,
   IdempotencyKeyExistsError,
   IdempotencyKeyInvalidError,
   IdempotencyKeyMismatchError,
   IdempotencyKeyNotFoundError,
+  IdempotencyLeaseLostError,
   IdempotencyStorageError,
   IdempotencyTransactionUnsupportedError,
   InvalidParameterError,
   MaintenanceError,
   MigrationError,
   NotMigratedError,
+  OutboxDuplicateIdError,
   OutboxEventValidationError,
+  OutboxQueueNotAllowedError,
+  OutboxTransactionRequiredError,
   PublishUnavailableError,
   UnsupportedExecutorError,
 } from './errors.js';
@@ -45,6 +51,8 @@ export type {
   IdempotencyStore,
   ProcessingHook,
   ProcessOptions,
+  Processor,
+  ProcessorContext,
   ProcessResult,
   TransactionalProcessor,
 } from './idempotency/index.js';
@@ -67,13 +75,15 @@ export type { ManagerDeps } from './manager.js';
 export { Manager } from './manager.js';
 export type { MetricsOptions } from './metrics/metrics.js';
 export { Metrics } from './metrics/metrics.js';
+export type { DestinationOptions, DestinationPolicy } from './outbox/allowed-queues.js';
+export { destinationPolicy, isAllowedDestination } from './outbox/allowed-queues.js';
 export type { BackoffPolicy } from './outbox/backoff.js';
 export { backoffDelay } from './outbox/backoff.js';
 export type { CleanupOutboxOptions, CleanupOutboxResult } from './outbox/cleanup.js';
 export { cleanupOutbox } from './outbox/cleanup.js';
 export type { ListOutboxOptions, OutboxBacklog, OutboxPage, RetryResult, RetrySelection } from './outbox/inspect.js';
 export { listOutboxEvents, outboxBacklog, retryOutboxEvents } from './outbox/inspect.js';
-export type { PublishSummary, RelayMetrics, RelayOptions } from './outbox/relay.js';
+export type { PublishSummary, RelayHealth, RelayMetrics, RelayOptions } from './outbox/relay.js';
 export { Relay } from './outbox/relay.js';
 export type {
   ClaimedEvent,
@@ -83,7 +93,8 @@ export type {
   Publisher,
   PublishOutcome,
 } from './outbox/types.js';
-export { storeInOutbox } from './outbox/writer.js';
+export type { StoreInOutboxOptions } from './outbox/writer.js';
+export { storeInOutbox, storeInOutboxStandalone } from './outbox/writer.js';
 export type { Job } from './publishers/job.js';
 export type { RedisListPublisherOptions } from './publishers/redis-list.js';
 export { RedisListPublisher } from './publishers/redis-list.js';

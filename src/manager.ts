@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from './config/load-config.js';
-import { createPool } from './db/pool.js';
+import { createPool, poolTimeouts } from './db/pool.js';
 import { FeatureDisabledError } from './errors.js';
 import {
   type DedupStats,
@@ -10,13 +10,14 @@ import {
   IdempotencyService,
   type ProcessingHook,
   type ProcessOptions,
+  type Processor,
   type ProcessResult,
   type TransactionalProcessor,
 } from './idempotency/index.js';
 import { type Logger, silentLogger } from './logger.js';
 import { type PublishSummary, Relay, type RelayMetrics } from './outbox/relay.js';
 import type { NewOutboxEvent, OutboxEvent, Publisher } from './outbox/types.js';
-import { storeInOutbox } from './outbox/writer.js';
+import { storeInOutbox, storeInOutboxStandalone } from './outbox/writer.js';
 import { RedisListPublisher } from './publishers/redis-list.js';
 import { createRedis } from './redis.js';
 
@@ -51,20 +52,23 @@ export class Manager {
   readonly idempotency: IdempotencyService | undefined;
   readonly #owned: (() => Promise<unknown>)[] = [];
   readonly #relay: Relay;
+  readonly #metrics: ManagerDeps['metrics'];
 
   constructor(config: Config, deps: ManagerDeps = {}) {
     this.config = config;
     this.logger = deps.logger ?? silentLogger;
+    this.#metrics = deps.metrics;
     if (deps.pool) this.pool = deps.pool;
     else {
       this.pool = createPool(config.database.url, this.logger, {
+        ...poolTimeouts(config.database),
         max: config.idempotency.storage.database.maxConnections,
       });
       this.#owned.push(() => this.pool.end());
     }
     if (deps.redis) this.redis = deps.redis;
     else {
-      this.redis = createRedis(config.redis.url, this.logger);
+      this.redis = createRedis(config.redis.url, this.logger, { connectTimeout: config.redis.connectTimeout });
       this.#owned.push(async () => this.redis.disconnect());
     }
     this.publisher =
@@ -74,9 +78,10 @@ export class Manager {
         defaultPriority: config.outbox.defaultPriority,
         dedupWindowMs: config.outbox.dedupWindow,
         timeoutMs: config.outbox.publishTimeout,
+        maxJobBytes: config.outbox.maxJobBytes,
         ...(deps.metrics ? { onRoundTrip: (s: number) => deps.metrics?.redisRoundTrip(s) } : {}),
       });
-    this.#relay = this.createRelay(deps.metrics ? { metrics: deps.metrics } : {});
+    this.#relay = this.createRelay();
     if (config.idempotency.enabled) {
       const service = new IdempotencyService({
         config,
@@ -105,13 +110,14 @@ export class Manager {
 
   /**
    * Run `processor` at most once per key; duplicates get `{ duplicate: true, result }` with the first run's result.
+   * The processor gets `{ signal }`, which fires if the key's lease is lost (see `IdempotencyService`).
    *
    * @example
    * const { duplicate, result } = await manager.processWithIdempotency(key, () => processFile(job));
    */
   processWithIdempotency<T>(
     key: IdempotencyKey,
-    processor: () => Promise<T> | T,
+    processor: Processor<T>,
     options?: ProcessOptions,
   ): Promise<ProcessResult<T>> {
     return this.#service().processWithIdempotency(key, processor, options);
@@ -148,7 +154,8 @@ export class Manager {
   }
 
   /**
-   * Write events into the outbox inside your transaction (Kysely or pg). See `storeInOutbox`.
+   * Write events into the outbox inside your transaction (a Kysely `Transaction` or a pg client after `BEGIN`), with
+   * this config's destination allow-list (`outbox.allowed_queues`). See `storeInOutbox`.
    *
    * @example await manager.storeInOutbox(trx, { aggregateId: 'user-123', eventType: 'user.created', payload: { id: 123 } });
    */
@@ -158,7 +165,19 @@ export class Manager {
     trx: unknown,
     events: NewOutboxEvent | readonly NewOutboxEvent[],
   ): Promise<OutboxEvent | OutboxEvent[]> {
-    return storeInOutbox(trx, events as NewOutboxEvent[]);
+    return storeInOutbox(trx, events as NewOutboxEvent[], this.config.outbox);
+  }
+
+  /**
+   * Write events on their own, in a transaction of their own on this manager's pool (no business write to share it
+   * with). See `storeInOutboxStandalone`.
+   *
+   * @example await manager.storeInOutboxStandalone({ aggregateId: 'user-123', eventType: 'user.invited', payload: {} });
+   */
+  storeInOutboxStandalone(event: NewOutboxEvent): Promise<OutboxEvent>;
+  storeInOutboxStandalone(events: readonly NewOutboxEvent[]): Promise<OutboxEvent[]>;
+  storeInOutboxStandalone(events: NewOutboxEvent | readonly NewOutboxEvent[]): Promise<OutboxEvent | OutboxEvent[]> {
+    return storeInOutboxStandalone(this.pool, events as NewOutboxEvent[], this.config.outbox);
   }
 
   /** Publish every event that is due now, in batches, and say what happened. Safe next to running relays. */
@@ -166,14 +185,22 @@ export class Manager {
     return this.#relay.publishDue();
   }
 
-  /** A relay sharing this manager's pool and publisher; call `start()` on it to run the daemon loop. */
-  createRelay(options: { metrics?: RelayMetrics; relayId?: string } = {}): Relay {
+  /**
+   * A relay sharing this manager's publisher and (unless `pool` is given) its pool; call `start()` on it to run the
+   * daemon loop. It reports to the manager's `metrics` unless `metrics` is given, so every relay a process runs is
+   * counted (a relay created without them would publish while `/metrics` said 0).
+   *
+   * @example const relay = manager.createRelay(); await relay.start();
+   */
+  createRelay(options: { metrics?: RelayMetrics; relayId?: string; pool?: pg.Pool } = {}): Relay {
+    const metrics = options.metrics ?? this.#metrics;
     return new Relay({
       config: this.config,
-      pool: this.pool,
+      pool: options.pool ?? this.pool,
       publisher: this.publisher,
       logger: this.logger,
-      ...options,
+      ...(metrics ? { metrics } : {}),
+      ...(options.relayId ? { relayId: options.relayId } : {}),
     });
   }
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { bearerCheck } from '../src/admin/auth.js';
-import { AdminUnauthorizedError } from '../src/errors.js';
+import { startAdminServer } from '../src/admin/server.js';
+import { AdminUnauthorizedError, ConfigError } from '../src/errors.js';
 import { type AdminFixture, adminFixture } from './helpers/admin-fixture.js';
 import { outboxCounts, seedOutbox } from './helpers/outbox-rows.js';
 
@@ -126,4 +127,19 @@ test('bearerCheck compares digests: equal-length and different-length wrong toke
     assert.throws(() => check(header), AdminUnauthorizedError, String(header));
   }
   assert.doesNotThrow(() => bearerCheck(undefined)(undefined));
+});
+
+test('an empty token, or one that cannot travel in a Bearer header, stops the admin API from starting', async () => {
+  for (const token of ['', 'two words', 'tab\tx', 'caf\u00e9', 'x"y']) {
+    assert.throws(
+      () => bearerCheck(token),
+      (err: unknown) => err instanceof ConfigError && err.path === 'admin.token' && /ADMIN_TOKEN/.test(err.message),
+      JSON.stringify(token),
+    );
+    await assert.rejects(
+      startAdminServer({ manager: fx.backend, token, host: '127.0.0.1', port: 0 }),
+      (err: unknown) => err instanceof ConfigError && err.code === 'EO_CONFIG_INVALID' && err.path === 'admin.token',
+      JSON.stringify(token),
+    );
+  }
 });

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import Fastify from 'fastify';
 import pg from 'pg';
+import { toHttpError } from '../src/admin/http-errors.js';
 import { exactlyOnceAdmin } from '../src/admin/plugin.js';
-import { storeInOutbox } from '../src/outbox/writer.js';
+import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { type AdminFixture, adminFixture } from './helpers/admin-fixture.js';
 import { outboxCounts, seedOutbox } from './helpers/outbox-rows.js';
 import { freePort, waitFor } from './helpers/services.js';
@@ -253,7 +254,16 @@ describe('/outbox', () => {
       assert.equal(all.status, 200, all.text);
       assert.equal(all.json.retried, 2);
       assert.deepEqual(await outboxCounts(fx.db.pool), { pending: 4, published: 0, failed: 0 });
-      assert.ok([failedB, failedC].every(Boolean));
+      // The two replayed by all_failed are exactly the two still failed: B and C, reset and due now.
+      const { rows: replayed } = await fx.db.pool.query(
+        `SELECT id, status, retry_count, next_attempt_at <= now() AS due FROM exactly_once_outbox
+          WHERE id = ANY($1::uuid[]) ORDER BY seq`,
+        [[failedB, failedC]],
+      );
+      assert.deepEqual(replayed, [
+        { id: failedB, status: 'pending', retry_count: 0, due: true },
+        { id: failedC, status: 'pending', retry_count: 0, due: true },
+      ]);
     } finally {
       await listener.end();
     }
@@ -279,7 +289,7 @@ describe('/outbox', () => {
   test('POST /outbox publishes due events now and says what happened', async () => {
     await fx.db.pool.query('TRUNCATE exactly_once_outbox');
     for (const n of [1, 2, 3])
-      await storeInOutbox(fx.db.pool, { aggregateId: `a${n}`, eventType: 'e', payload: { n } });
+      await storeInOutboxStandalone(fx.db.pool, { aggregateId: `a${n}`, eventType: 'e', payload: { n } });
     const res = await fx.request('POST', `${API}/outbox`);
     assert.equal(res.status, 200, res.text);
     assert.equal(res.json.published, 3);
@@ -418,6 +428,46 @@ describe('features disabled', () => {
     } finally {
       await down.close();
     }
+  });
+});
+
+describe('an unmigrated database', () => {
+  test('every endpoint that touches a table answers 503 EO_NOT_MIGRATED, naming the command to run', async () => {
+    const bare = await adminFixture('admin_unmigrated', { migrate: false });
+    try {
+      const requests: [string, string, unknown?][] = [
+        ['GET', `${API}/outbox`],
+        ['GET', `${API}/outbox?status=failed&limit=5`],
+        ['POST', `${API}/outbox/retry`, { all_failed: true }],
+        ['POST', `${API}/outbox/retry`, { ids: ['0190a6e0-0000-7000-8000-000000000000'] }],
+        ['POST', `${API}/outbox`],
+        ['GET', `${API}/stats?queue=q`],
+        ['GET', `${API}/idempotency?queue=q&key=k`],
+        ['POST', `${API}/idempotency`, { queue_name: 'q', key_id: 'k' }],
+        ['DELETE', `${API}/idempotency?queue=q&key=k`],
+        ['POST', `${API}/cleanup`],
+        ['POST', `${API}/cleanup?type=outbox`],
+        ['POST', `${API}/cleanup?type=idempotency`],
+      ];
+      for (const [method, path, body] of requests) {
+        const res = await bare.request(method, path, body === undefined ? {} : { body });
+        assertError(res, 503, 'EO_NOT_MIGRATED');
+        assert.match(res.json.error.message, /exactly-once migrate/, `${method} ${path}`);
+      }
+      // Bad input is still the caller's problem first, migrated or not.
+      assertError(await bare.request('GET', `${API}/outbox?limit=0`), 400, 'EO_INVALID_PARAMETER');
+    } finally {
+      await bare.close();
+    }
+  });
+
+  test("a missing table anywhere in an error's cause chain maps to 503 EO_NOT_MIGRATED (SQLSTATE, not text)", () => {
+    const wrapped = new Error('could not list', { cause: Object.assign(new Error('anything'), { code: '42P01' }) });
+    assert.deepEqual(toHttpError(wrapped).status, 503);
+    assert.equal(toHttpError(wrapped).body.error.code, 'EO_NOT_MIGRATED');
+    // The same words without the SQLSTATE are an internal error, not a migration hint.
+    const textOnly = new Error('relation "exactly_once_outbox" does not exist');
+    assert.equal(toHttpError(textOnly).status, 500);
   });
 });
 

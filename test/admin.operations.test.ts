@@ -6,23 +6,31 @@ import type { AdminBackend } from '../src/admin/backend.js';
 import { startOperations } from '../src/admin/start-operations.js';
 import { configFromObject } from '../src/config/load-config.js';
 import { IdempotencyService } from '../src/idempotency/index.js';
-import { CLEANUP_QUEUES, MAINTENANCE_SCHEMA } from '../src/maintenance/scheduler.js';
+import { SCHEDULE_TABLE } from '../src/maintenance/scheduler.js';
 import { Manager } from '../src/manager.js';
 import { Metrics } from '../src/metrics/metrics.js';
-import { createTestDatabase, freePort, REDIS_URL, redisPrefix, type TestDatabase } from './helpers/services.js';
+import {
+  createTestDatabase,
+  deleteRedisPrefix,
+  freePort,
+  REDIS_URL,
+  redisPrefix,
+  type TestDatabase,
+} from './helpers/services.js';
 
 let db: TestDatabase;
 let manager: Manager;
 let idempotency: IdempotencyService;
 let backend: AdminBackend;
 let metrics: Metrics;
+const prefix = redisPrefix('operations');
 
 before(async () => {
   db = await createTestDatabase('operations');
   const config = configFromObject({
     database: { url: db.url },
     redis: { url: REDIS_URL },
-    idempotency: { key_prefix: redisPrefix('operations') },
+    idempotency: { key_prefix: prefix },
   });
   metrics = new Metrics({ config: config.metrics, pool: db.pool });
   manager = new Manager(config, { pool: db.pool, metrics });
@@ -37,6 +45,7 @@ before(async () => {
 });
 after(async () => {
   await idempotency.close();
+  await deleteRedisPrefix(manager.redis, prefix);
   await manager.close();
   await db.close();
 });
@@ -47,12 +56,12 @@ test('startOperations serves the admin API and schedules cleanup from cleanup_in
   assert.ok(url);
   assert.equal((await fetch(`${url}/readyz`)).status, 200);
   assert.equal((await fetch(`${url}/metrics`)).status, 200);
-  const { rows } = await db.pool.query<{ name: string; cron: string }>(
-    `SELECT name, cron FROM ${MAINTENANCE_SCHEMA}.schedule ORDER BY name`,
+  const { rows } = await db.pool.query<{ type: string; interval_ms: string }>(
+    `SELECT type, interval_ms FROM ${SCHEDULE_TABLE} ORDER BY type`,
   );
   assert.deepEqual(rows, [
-    { name: CLEANUP_QUEUES.idempotency, cron: '0 * * * *' }, // idempotency.cleanup_interval 1h
-    { name: CLEANUP_QUEUES.outbox, cron: '0 0 * * *' }, // outbox.cleanup_interval 24h
+    { type: 'idempotency', interval_ms: '3600000' }, // idempotency.cleanup_interval 1h
+    { type: 'outbox', interval_ms: '86400000' }, // outbox.cleanup_interval 24h
   ]);
   await ops.close();
   await assert.rejects(fetch(`${url}/healthz`));

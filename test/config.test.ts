@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { formatDuration, parseDuration } from '../src/config/duration.js';
 import { defaultConfig, loadConfig } from '../src/config/load-config.js';
 import { ConfigError } from '../src/errors.js';
@@ -10,8 +10,11 @@ import { ConfigError } from '../src/errors.js';
 const ref = (name: string) => new URL(`./fixtures/reference/${name}.yaml`, import.meta.url).pathname;
 const noEnv = { env: {} };
 
+const dir = mkdtempSync(path.join(tmpdir(), 'eo-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
 function yamlFile(text: string): string {
-  const file = path.join(tmpdir(), `eo-config-${process.pid}-${Math.random().toString(36).slice(2)}.yaml`);
+  const file = path.join(dir, `${Math.random().toString(36).slice(2)}.yaml`);
   writeFileSync(file, text);
   return file;
 }
@@ -204,5 +207,210 @@ describe('bad config is rejected at start, naming the key and the file', () => {
 
   test('a missing file says so', () => {
     assert.throws(() => loadConfig('/nonexistent/exactly-once.yaml', noEnv), /cannot read config file/);
+  });
+});
+
+/** `loadConfig` on a YAML text must throw a ConfigError at `key` whose message matches every pattern. */
+function rejects(text: string, key: string, ...patterns: RegExp[]): void {
+  const file = yamlFile(text);
+  assert.throws(
+    () => loadConfig(file, noEnv),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.equal(err.path, key, err.message);
+      assert.equal(err.file, file);
+      assert.ok(err.message.startsWith(`${file}: ${key}: `), err.message);
+      for (const p of patterns) assert.match(err.message, p);
+      return true;
+    },
+  );
+}
+
+const accepts = (text: string) => loadConfig(yamlFile(text), noEnv);
+
+describe('durations that would silently switch a guarantee off are refused (G6)', () => {
+  // key path under exactly_once, and the YAML that sets it to 0
+  const zero: [string, string][] = [
+    ['idempotency.lease', 'idempotency:\n  lease: 0\n'],
+    ['idempotency.wait_timeout', 'idempotency:\n  wait_timeout: 0s\n'],
+    ['idempotency.default_ttl', 'idempotency:\n  default_ttl: 0\n'],
+    ['idempotency.cleanup_interval', 'idempotency:\n  cleanup_interval: 0\n'],
+    [
+      'idempotency.storage.database.transaction_timeout',
+      'idempotency:\n  storage:\n    database:\n      transaction_timeout: 0\n',
+    ],
+    ['outbox.poll_interval', 'outbox:\n  poll_interval: 0\n'],
+    ['outbox.claim_timeout', 'outbox:\n  claim_timeout: 0\n'],
+    ['outbox.publish_timeout', 'outbox:\n  publish_timeout: 0ms\n'],
+    ['outbox.dedup_window', 'outbox:\n  dedup_window: 0\n'],
+    ['outbox.cleanup_interval', 'outbox:\n  cleanup_interval: 0\n'],
+    ['outbox.cleanup_after', 'outbox:\n  cleanup_after: 0\n'],
+    ['outbox.retry_backoff.initial_delay', 'outbox:\n  retry_backoff:\n    initial_delay: 0\n'],
+  ];
+  for (const [key, text] of zero) {
+    test(`${key}: 0 is refused`, () => rejects(text, `exactly_once.${key}`, /must be (greater than 0|at least)/));
+  }
+
+  test('minimums where a tiny value breaks the mechanism, each saying why', () => {
+    rejects('idempotency:\n  lease: 99ms\n', 'exactly_once.idempotency.lease', /at least 100ms/, /renew/);
+    rejects('outbox:\n  poll_interval: 9ms\n', 'exactly_once.outbox.poll_interval', /at least 10ms/, /busy loop/);
+    rejects('outbox:\n  publish_timeout: 99ms\n', 'exactly_once.outbox.publish_timeout', /at least 100ms/);
+    rejects('outbox:\n  dedup_window: 999ms\n', 'exactly_once.outbox.dedup_window', /at least 1s/, /seconds/);
+    // The minimums themselves are fine.
+    const c = accepts(
+      'idempotency:\n  lease: 100ms\noutbox:\n  poll_interval: 10ms\n  publish_timeout: 100ms\n  claim_timeout: 200ms\n  dedup_window: 1s\n',
+    );
+    assert.deepEqual(
+      [
+        c.idempotency.lease,
+        c.outbox.pollInterval,
+        c.outbox.publishTimeout,
+        c.outbox.claimTimeout,
+        c.outbox.dedupWindow,
+      ],
+      [100, 10, 100, 200, 1000],
+    );
+  });
+
+  test('metrics.collection_interval: 0 still means "refresh on every scrape"', () => {
+    assert.equal(accepts('metrics:\n  collection_interval: 0\n').metrics.collectionInterval, 0);
+  });
+});
+
+describe('durations beyond what a timer or a Postgres int holds are refused', () => {
+  const INT_MAX = 2 ** 31 - 1;
+  test('retry_backoff.max_delay is capped at 2^31-1 ms (the relay passes delays as Postgres int)', () => {
+    rejects(
+      'outbox:\n  retry_backoff:\n    max_delay: 597h\n',
+      'exactly_once.outbox.retry_backoff.max_delay',
+      /at most 2147483647ms/,
+      /24\.8 days/,
+    );
+    assert.equal(
+      accepts(`outbox:\n  retry_backoff:\n    max_delay: ${INT_MAX}ms\n`).outbox.retryBackoff.maxDelay,
+      INT_MAX,
+    );
+  });
+
+  for (const [key, text] of [
+    ['outbox.claim_timeout', 'outbox:\n  claim_timeout: 600h\n'],
+    ['outbox.poll_interval', 'outbox:\n  poll_interval: 600h\n'],
+    ['outbox.publish_timeout', 'outbox:\n  publish_timeout: 600h\n  claim_timeout: 1s\n'],
+    ['idempotency.lease', 'idempotency:\n  lease: 600h\n'],
+    ['idempotency.wait_timeout', 'idempotency:\n  wait_timeout: 600h\n'],
+    [
+      'idempotency.storage.database.transaction_timeout',
+      'idempotency:\n  storage:\n    database:\n      transaction_timeout: 600h\n',
+    ],
+  ] as const) {
+    test(`${key}: 600h is refused`, () => rejects(text, `exactly_once.${key}`, /at most 2147483647ms/));
+  }
+
+  test('long retention keys are not capped', () => {
+    const c = accepts('idempotency:\n  default_ttl: 8760h\noutbox:\n  cleanup_after: 8760h\n  dedup_window: 8760h\n');
+    assert.equal(c.outbox.cleanupAfter, 8760 * 3_600_000);
+  });
+});
+
+describe('keys that must agree with each other', () => {
+  test('publish_timeout >= claim_timeout is refused, naming both keys', () => {
+    for (const [publish, claim] of [
+      ['5s', '5s'],
+      ['10s', '5s'],
+    ]) {
+      rejects(
+        `outbox:\n  publish_timeout: ${publish}\n  claim_timeout: ${claim}\n`,
+        'exactly_once.outbox.publish_timeout',
+        /outbox\.claim_timeout/,
+        /less than/,
+      );
+    }
+    // The default claim_timeout (30s) with a publish_timeout above it.
+    rejects(
+      'outbox:\n  publish_timeout: 31s\n',
+      'exactly_once.outbox.publish_timeout',
+      /claim_timeout \(30s; got 31s\)/,
+    );
+    assert.equal(accepts('outbox:\n  publish_timeout: 4999ms\n  claim_timeout: 5s\n').outbox.publishTimeout, 4999);
+  });
+
+  test('dedup_window <= claim_timeout is refused: a re-claimed event would be pushed again', () => {
+    rejects(
+      'outbox:\n  dedup_window: 30s\n',
+      'exactly_once.outbox.dedup_window',
+      /longer than outbox\.claim_timeout \(30s; got 30s\)/,
+    );
+    assert.equal(
+      accepts('outbox:\n  dedup_window: 2s\n  claim_timeout: 1s\n  publish_timeout: 500ms\n').outbox.dedupWindow,
+      2000,
+    );
+  });
+
+  test('idempotency.default_ttl <= lease is refused: the key could be taken over while its lease still runs', () => {
+    rejects(
+      'idempotency:\n  default_ttl: 30s\n',
+      'exactly_once.idempotency.default_ttl',
+      /longer than idempotency\.lease \(30s; got 30s\)/,
+    );
+    assert.equal(accepts('idempotency:\n  default_ttl: 31s\n').idempotency.defaultTtl, 31_000);
+  });
+
+  test('wait_timeout may be shorter or longer than lease: both are safe (fail fast, or wait and take over)', () => {
+    assert.equal(accepts('idempotency:\n  wait_timeout: 1s\n  lease: 1m\n').idempotency.waitTimeout, 1000);
+    assert.equal(accepts('idempotency:\n  wait_timeout: 1m\n  lease: 1s\n').idempotency.waitTimeout, 60_000);
+  });
+
+  test('idempotency.batch_size (the tuning snippet) drives cleanup under the default database storage', () => {
+    const thr = loadConfig(ref('tuning-throughput'), noEnv);
+    assert.equal(thr.idempotency.storage.type, 'database');
+    assert.equal(thr.idempotency.storage.database.batchSize, 500);
+    // The specific key wins when it alone is set; both set to different values is ambiguous.
+    assert.equal(
+      accepts('idempotency:\n  storage:\n    database:\n      batch_size: 7\n').idempotency.storage.database.batchSize,
+      7,
+    );
+    rejects(
+      'idempotency:\n  batch_size: 500\n  storage:\n    database:\n      batch_size: 7\n',
+      'exactly_once.idempotency.batch_size',
+      /storage\.database\.batch_size/,
+    );
+    assert.equal(
+      accepts('idempotency:\n  batch_size: 7\n  storage:\n    database:\n      batch_size: 7\n').idempotency.batchSize,
+      7,
+    );
+  });
+});
+
+describe('the admin token is usable or refused at start', () => {
+  const envCase = (token: string) => () => loadConfig(undefined, { env: { ADMIN_TOKEN: token } });
+  test('ADMIN_TOKEN= (empty) is refused instead of meaning "no token"', () => {
+    assert.throws(envCase(''), (err: unknown) => {
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.equal(err.path, 'ADMIN_TOKEN');
+      assert.match(err.message, /^ADMIN_TOKEN: is set but empty/);
+      assert.match(err.message, /unset it/);
+      return true;
+    });
+  });
+
+  test('a token that cannot travel in a Bearer header is refused, naming ADMIN_TOKEN', () => {
+    for (const token of ['has space', ' lead', 'tab\there', 'new\nline', 'ünïcode', 'quo"te', 'a=b', 'comma,x']) {
+      assert.throws(envCase(token), (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.equal(err.path, 'ADMIN_TOKEN', JSON.stringify(token));
+        assert.match(err.message, /Bearer/);
+        assert.ok(!err.message.includes(token), 'the message does not echo the secret');
+        return true;
+      });
+    }
+    for (const token of ['s3cret', 'abc-DEF_123.~+/', 'YWJjZGVmZw==', 'a'.repeat(256)]) {
+      assert.equal(loadConfig(undefined, { env: { ADMIN_TOKEN: token } }).admin.token, token);
+    }
+  });
+
+  test('admin.token in the file gets the same checks, naming the key and the file', () => {
+    rejects('admin:\n  token: ""\n', 'exactly_once.admin.token', /empty/);
+    rejects('admin:\n  token: "two words"\n', 'exactly_once.admin.token', /Bearer/);
+    assert.equal(accepts('admin:\n  token: t0ken\n').admin.token, 't0ken');
   });
 });

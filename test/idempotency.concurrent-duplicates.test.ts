@@ -3,7 +3,7 @@ import { after, before, test } from 'node:test';
 import { generateIdempotencyKey } from '../src/idempotency/index.js';
 import { testRedis, testService } from './helpers/idempotency-env.js';
 import { startWorker, type Worker } from './helpers/idempotency-spawn.js';
-import { createTestDatabase, redisPrefix, type TestDatabase } from './helpers/services.js';
+import { createTestDatabase, deleteRedisPrefix, redisPrefix, type TestDatabase } from './helpers/services.js';
 
 let db: TestDatabase;
 const prefix = redisPrefix('idem-concurrent');
@@ -12,7 +12,13 @@ before(async () => {
   db = await createTestDatabase('idem_concurrent');
   await db.pool.query('CREATE TABLE effects (id serial PRIMARY KEY, key_id text NOT NULL, pid int NOT NULL)');
 });
-after(() => db.close());
+after(async () => {
+  // The workers' hot cache wrote under the prefix.
+  const redis = testRedis();
+  await deleteRedisPrefix(redis, prefix);
+  redis.disconnect();
+  await db.close();
+});
 
 test('50 concurrent calls with one key across 4 processes run the processor once and all get its result', async () => {
   const calls = [13, 12, 13, 12];

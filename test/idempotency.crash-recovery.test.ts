@@ -4,7 +4,7 @@ import { IdempotencyInProgressError } from '../src/errors.js';
 import { generateIdempotencyKey } from '../src/idempotency/index.js';
 import { testRedis, testService } from './helpers/idempotency-env.js';
 import { startWorker } from './helpers/idempotency-spawn.js';
-import { createTestDatabase, redisPrefix, type TestDatabase } from './helpers/services.js';
+import { createTestDatabase, deleteRedisPrefix, redisPrefix, type TestDatabase } from './helpers/services.js';
 
 let db: TestDatabase;
 const prefix = redisPrefix('idem-crash');
@@ -15,6 +15,7 @@ before(async () => {
   await db.pool.query('CREATE TABLE effects (id serial PRIMARY KEY, key_id text NOT NULL, pid int NOT NULL)');
 });
 after(async () => {
+  await deleteRedisPrefix(redis, prefix);
   redis.disconnect();
   await db.close();
 });
@@ -49,9 +50,28 @@ test('a SIGKILLed claimant is taken over after the lease, once, and never again'
 
     await worker.kill();
     const killedAt = Date.now();
+    // How much of the dead worker's lease was left, and when it ends, both on Postgres's clock (the store's own).
+    const { rows: held } = await db.pool.query<{ leftMs: number; until: Date }>(
+      `SELECT (extract(epoch FROM lease_expires_at - now()) * 1000)::int AS "leftMs", lease_expires_at AS until
+       FROM idempotency_keys WHERE key_id = $1 AND status = 'in_progress'`,
+      [key.id],
+    );
+    const lease = held[0];
+    assert.ok(lease && lease.leftMs > 0, `the killed worker still held a live lease: ${JSON.stringify(lease)}`);
     const first = await service.processWithIdempotency(key, processor, { waitTimeoutMs: 5000 });
     const recoveredAfter = Date.now() - killedAt;
     assert.deepEqual(first, { duplicate: false, result: { importedBy: process.pid } });
+    // Lower bound: the takeover waited for the lease to end, never earlier (the lease was honoured). Upper bound:
+    // recovery takes about one lease (1s), not hours.
+    const record = await service.getRecord('imports', '', key.id);
+    assert.ok(
+      record && record.createdAt >= lease.until,
+      `claimed at ${record?.createdAt.toISOString()}, lease until ${lease.until.toISOString()}`,
+    );
+    assert.ok(
+      recoveredAfter >= lease.leftMs - 50,
+      `recovered after ${recoveredAfter} ms, lease had ${lease.leftMs} ms left`,
+    );
     assert.ok(recoveredAfter < 3000, `recovered after ${recoveredAfter} ms`);
 
     for (let i = 0; i < 3; i++) {

@@ -59,6 +59,7 @@ test('hooks run in registration order around the processor, and on duplicates', 
     service.processWithIdempotency(generateIdempotencyKey('q', '', 'bad'), () => {
       throw new Error('nope');
     }),
+    /^Error: nope$/,
   );
   assert.deepEqual(calls, [
     'A.before q::j q',
@@ -76,11 +77,11 @@ test('hooks run in registration order around the processor, and on duplicates', 
   await service.close();
 });
 
-test('a throwing or rejecting hook is logged and does not break processing; hooks can be removed', async () => {
+test('a throwing afterProcessing or rejecting onDuplicate hook is logged and changes nothing; hooks can be removed', async () => {
   const { service, logs, counts } = setup();
   const seen: string[] = [];
   service.registerHook({
-    beforeProcessing: () => {
+    afterProcessing: () => {
       throw new Error('hook bug');
     },
     onDuplicate: async () => {
@@ -96,7 +97,7 @@ test('a throwing or rejecting hook is logged and does not break processing; hook
   assert.deepEqual(seen, ['after']);
   assert.deepEqual(
     logs.map((l) => l.hook),
-    ['beforeProcessing', 'onDuplicate', 'beforeProcessing'],
+    ['afterProcessing', 'onDuplicate', 'afterProcessing'],
   );
   assert.deepEqual(counts, { 'check:first': 2, 'check:duplicate': 1, duplicateAvoided: 1, success: 2 });
   await service.close();

@@ -55,6 +55,19 @@ test('bad input is refused with the field named', () => {
     field(() => generateIdempotencyKey('q'.repeat(600), '')),
     'queueName',
   );
+  // Half an emoji would reach Postgres as U+FFFD: two different ids would share one record.
+  assert.equal(
+    field(() => generateIdempotencyKey('q', '', `file-${'😀'.slice(0, 1)}`)),
+    'id',
+  );
+  assert.equal(
+    field(() => generateIdempotencyKey('q', '😀'.slice(1))),
+    'tenantId',
+  );
+  assert.equal(
+    field(() => generateIdempotencyKey('q', '', 'whole emoji 😀 is fine')),
+    'no error',
+  );
 });
 
 test('the service validates keys it is handed and uses default_ttl for keys it makes', async () => {

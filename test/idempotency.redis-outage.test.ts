@@ -4,6 +4,7 @@ import type { IdempotencyService } from '../src/idempotency/index.js';
 import { testRedis, testService } from './helpers/idempotency-env.js';
 import {
   createTestDatabase,
+  deleteRedisPrefix,
   type RedisServer,
   redisPrefix,
   startRedisServer,
@@ -29,6 +30,8 @@ before(async () => {
 });
 after(async () => {
   await service.close();
+  // The server is this file's own and dies below, but a run must not depend on that to leave nothing behind.
+  if (redis.status === 'ready') await deleteRedisPrefix(redis, prefix);
   redis.disconnect();
   await server.kill();
   await db.close();
@@ -56,10 +59,22 @@ test('a cached duplicate is answered from Redis without touching Postgres', asyn
   try {
     await blocker.query('BEGIN');
     await blocker.query("SELECT 1 FROM idempotency_keys WHERE key_id = 'mail::welcome-1' FOR UPDATE");
-    const answer = await Promise.race([
-      job('welcome-1'),
-      new Promise((resolve) => setTimeout(() => resolve('blocked on Postgres'), 2000)),
-    ]);
+    // Either the answer comes, or a backend of this database starts waiting on that lock (the call went to Postgres).
+    let answered = false;
+    const blocked = waitFor(
+      async () => {
+        if (answered) return true;
+        const { rows } = await db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+        return (rows[0]?.n ?? 0) > 0;
+      },
+      10_000,
+      'the duplicate to be answered',
+    ).then(() => 'blocked on Postgres');
+    const answer = await Promise.race([job('welcome-1'), blocked]);
+    answered = true;
+    await blocked.catch(() => {});
     assert.deepEqual(answer, { duplicate: true, result: { sent: 'welcome-1' } });
   } finally {
     await blocker.query('ROLLBACK');

@@ -4,7 +4,7 @@ import { IdempotencyTransactionUnsupportedError } from '../src/errors.js';
 import { generateIdempotencyKey, type IdempotencyService } from '../src/idempotency/index.js';
 import { testRedis, testService } from './helpers/idempotency-env.js';
 import { startWorker } from './helpers/idempotency-spawn.js';
-import { createTestDatabase, redisPrefix, type TestDatabase } from './helpers/services.js';
+import { createTestDatabase, deleteRedisPrefix, redisPrefix, type TestDatabase } from './helpers/services.js';
 
 let db: TestDatabase;
 let service: IdempotencyService;
@@ -18,6 +18,7 @@ before(async () => {
 });
 after(async () => {
   await service.close();
+  await deleteRedisPrefix(redis, prefix);
   redis.disconnect();
   await db.close();
 });

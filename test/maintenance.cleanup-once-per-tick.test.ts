@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { configFromObject } from '../src/config/load-config.js';
-import { FeatureDisabledError, InvalidParameterError } from '../src/errors.js';
-import { intervalToCron } from '../src/maintenance/cron.js';
+import { FeatureDisabledError, InvalidParameterError, MaintenanceError } from '../src/errors.js';
 import { runCleanup } from '../src/maintenance/run-cleanup.js';
-import {
-  CLEANUP_QUEUES,
-  MAINTENANCE_SCHEMA,
-  type ScheduledRun,
-  startMaintenance,
-} from '../src/maintenance/scheduler.js';
+import { claimTick, SCHEDULE_TABLE } from '../src/maintenance/schedule-sql.js';
+import { type ScheduledRun, startMaintenance } from '../src/maintenance/scheduler.js';
 import { Metrics } from '../src/metrics/metrics.js';
 import { cleanupOutbox } from '../src/outbox/cleanup.js';
 import { outboxCounts, seedOutbox } from './helpers/outbox-rows.js';
@@ -111,92 +106,189 @@ describe('runCleanup', () => {
   });
 });
 
-test('intervalToCron maps cleanup_interval onto whole minutes, hours and days', () => {
-  assert.equal(intervalToCron(1000), '* * * * *');
-  assert.equal(intervalToCron(60_000), '* * * * *');
-  assert.equal(intervalToCron(30 * 60_000), '*/30 * * * *');
-  assert.equal(intervalToCron(59.8 * 60_000), '0 * * * *');
-  assert.equal(intervalToCron(3_600_000), '0 * * * *');
-  assert.equal(intervalToCron(6 * 3_600_000), '0 */6 * * *');
-  assert.equal(intervalToCron(DAY), '0 0 * * *');
-  assert.equal(intervalToCron(7 * DAY), '0 0 */7 * *');
-  assert.equal(intervalToCron(90 * DAY), '0 0 1 * *');
+const MINUTE = 60_000;
+
+/** A timetable row whose tick fell due `agoMs` ago, on a whole second so times compare exactly in milliseconds. */
+async function dueRow(type: string, intervalMs: number, agoMs: number, lease?: { by: string; forMs: number }) {
+  const { rows } = await db.pool.query<{ next_run_at: Date; lease_until: Date | null }>(
+    `INSERT INTO ${SCHEDULE_TABLE} (type, interval_ms, next_run_at, running_by, lease_until)
+     VALUES ($1, $2, date_trunc('second', now()) - $3::float8 * interval '1 millisecond', $4,
+             now() + $5::float8 * interval '1 millisecond')
+     RETURNING next_run_at, lease_until`,
+    [type, intervalMs, agoMs, lease?.by ?? null, lease ? lease.forMs : null],
+  );
+  return rows[0]!;
+}
+
+describe('the cleanup timetable', () => {
+  test('90m: the tick after a run is exactly 90 minutes later, not rounded to whole hours', async () => {
+    await db.pool.query(`DELETE FROM ${SCHEDULE_TABLE}`);
+    const { next_run_at: due } = await dueRow('outbox', 90 * MINUTE, 1000);
+    const tick = await claimTick(db.pool, 'outbox', 'r1', 60_000);
+    assert.ok(tick, 'a due tick is claimed');
+    assert.equal(tick.dueAt.getTime(), due.getTime());
+    assert.equal(tick.nextRunAt.getTime() - due.getTime(), 90 * MINUTE);
+    assert.equal(await claimTick(db.pool, 'outbox', 'r2', 60_000), undefined, 'the same tick is never claimed twice');
+  });
+
+  test('7d: exactly seven days later, whatever day of the month', async () => {
+    await db.pool.query(`DELETE FROM ${SCHEDULE_TABLE}`);
+    const { next_run_at: due } = await dueRow('outbox', 7 * DAY, 1000);
+    const tick = await claimTick(db.pool, 'outbox', 'r1', 60_000);
+    assert.equal(tick?.nextRunAt.getTime(), due.getTime() + 7 * DAY);
+  });
+
+  test('ticks missed during an outage run once, and the grid is kept', async () => {
+    await db.pool.query(`DELETE FROM ${SCHEDULE_TABLE}`);
+    const { next_run_at: due } = await dueRow('outbox', 90 * MINUTE, 200 * MINUTE);
+    const tick = await claimTick(db.pool, 'outbox', 'r1', 60_000);
+    // Due at 0, 90 and 180 minutes ago: one run, standing for the latest; the next tick is 270 minutes after the first.
+    assert.equal(tick?.dueAt.getTime(), due.getTime() + 180 * MINUTE);
+    assert.equal(tick?.nextRunAt.getTime(), due.getTime() + 270 * MINUTE);
+  });
+
+  test('a due tick waits while another replica holds the lease', async () => {
+    await db.pool.query(`DELETE FROM ${SCHEDULE_TABLE}`);
+    await dueRow('outbox', MINUTE, 1000, { by: 'busy-replica', forMs: 60_000 });
+    assert.equal(await claimTick(db.pool, 'outbox', 'r1', 60_000), undefined);
+  });
 });
 
-describe('two replicas with maintenance scheduled', () => {
-  const config = configFromObject({ database: { url: 'postgres://unused' } });
+describe('replicas with maintenance started', () => {
+  type Replica = Awaited<ReturnType<typeof startMaintenance>>;
 
-  type Run = ScheduledRun & { replica: string };
-
-  function replica(name: string, runs: Run[]) {
-    return startMaintenance({
-      connectionString: db.url,
-      config,
-      pool: db.pool,
-      // pg-boss evaluates cron every second here (its default is 30 s); workers poll every half second.
-      cron: { outbox: '* * * * *' },
-      boss: { cronMonitorIntervalSeconds: 1, cronWorkerIntervalSeconds: 1, supervise: false },
-      pollingIntervalSeconds: 0.5,
-      onRun: (run) => runs.push({ ...run, replica: name }),
-    });
-  }
-
-  /** Start two replicas at once; if one fails, stop the other so it cannot leak into later tests. */
-  async function twoReplicas(runs: Run[]) {
-    const started = await Promise.allSettled([replica('a', runs), replica('b', runs)]);
+  /** Start `n` replicas at once; if one fails, stop the others so none leaks into later tests. */
+  async function replicas(n: number, options: Omit<Parameters<typeof startMaintenance>[0], 'connectionString'>) {
+    const started = await Promise.allSettled(
+      Array.from({ length: n }, (_, i) =>
+        startMaintenance({ connectionString: db.url, maxSleepMs: 1000, replicaId: `replica-${i}`, ...options }),
+      ),
+    );
+    const ok = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const failed = started.find((s) => s.status === 'rejected');
     if (failed) {
-      await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.stop() : undefined)));
+      await Promise.all(ok.map((r) => r.stop()));
       throw failed.reason;
     }
-    return started.map((s) => (s as PromiseFulfilledResult<Awaited<ReturnType<typeof replica>>>).value) as [
-      Awaited<ReturnType<typeof replica>>,
-      Awaited<ReturnType<typeof replica>>,
-    ];
+    return { all: ok, stop: () => Promise.all(ok.map((r: Replica) => r.stop())) };
   }
 
-  test('each cron tick runs cleanup exactly once across the cluster', async () => {
-    const runs: Run[] = [];
-    const t0 = Date.now();
-    const [a, b] = await twoReplicas(runs);
-    try {
-      assert.deepEqual(
-        a.schedules.map((s) => s.type),
-        ['outbox'],
-      );
-      await waitFor(() => runs.length > 0, 15_000, 'the first cron tick to run cleanup');
-      // Both timekeepers keep evaluating the '* * * * *' schedule every second; no further run may happen
-      // within the same minute.
-      await new Promise((r) => setTimeout(r, 3000));
-      const t1 = Date.now();
-      const { rows: jobs } = await db.pool.query<{ id: string; created_on: Date }>(
-        `SELECT id, created_on FROM ${MAINTENANCE_SCHEMA}.job WHERE name = $1`,
-        [CLEANUP_QUEUES.outbox],
-      );
-      const minutesSpanned = Math.floor(t1 / 60_000) - Math.floor(t0 / 60_000) + 1;
+  /** Runs in start order; each must start after the previous one finished (database clock). */
+  function assertOneAtATime(runs: ScheduledRun[]) {
+    const sorted = [...runs].sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime());
+    for (let i = 1; i < sorted.length; i++) {
+      const before = sorted[i - 1]!;
+      const run = sorted[i]!;
+      assert.ok(before.finishedAt, `run ${i - 1} kept its lease to the end`);
       assert.ok(
-        jobs.length >= 1 && jobs.length <= minutesSpanned,
-        `${jobs.length} ticks in ${minutesSpanned} minute(s)`,
+        run.startedAt.getTime() >= before.finishedAt.getTime(),
+        `run ${i} (${run.replica}) started at ${run.startedAt.toISOString()}, before run ${i - 1} ` +
+          `(${before.replica}) finished at ${before.finishedAt.toISOString()}`,
       );
-      assert.equal(runs.length, jobs.length, 'one run per tick');
-      assert.deepEqual(new Set(runs.map((r) => r.jobId)), new Set(jobs.map((j) => j.id)));
-      assert.ok(runs.every((r) => r.report?.outbox !== undefined && r.error === undefined));
+    }
+    return sorted;
+  }
+
+  test('a 1500ms interval runs every 1.5 s across three replicas, each tick exactly once', async () => {
+    await db.pool.query(`DELETE FROM ${SCHEDULE_TABLE}`);
+    const config = configFromObject({ database: { url: db.url }, outbox: { cleanup_interval: '1500ms' } });
+    const runs: ScheduledRun[] = [];
+    const cluster = await replicas(3, { config, pool: db.pool, onRun: (run) => runs.push(run) });
+    try {
+      assert.deepEqual(cluster.all[0]?.schedules, [{ type: 'outbox', intervalMs: 1500 }]);
+      await waitFor(() => runs.length >= 5, 20_000, 'five scheduled runs');
     } finally {
-      await Promise.all([a.stop(), b.stop()]);
+      await cluster.stop();
+    }
+    const sorted = assertOneAtATime(runs);
+    assert.ok(
+      sorted.every((r) => r.report?.outbox !== undefined && r.error === undefined),
+      'every run cleaned the outbox',
+    );
+    for (let i = 1; i < sorted.length; i++) {
+      // Consecutive grid points: no tick ran twice (a gap of 0) and none was skipped (a gap of 3000).
+      assert.equal(sorted[i]!.dueAt.getTime() - sorted[i - 1]!.dueAt.getTime(), 1500, `gap before run ${i}`);
+    }
+    for (const run of sorted) {
+      const lateMs = run.startedAt.getTime() - run.dueAt.getTime();
+      assert.ok(lateMs >= 0 && lateMs < 1000, `a run started ${lateMs} ms after its tick`);
     }
   });
 
-  test('jobs queued faster than they run are each run once, by one replica at a time', async () => {
-    const runs: Run[] = [];
-    const [a, b] = await twoReplicas(runs);
+  test('a run longer than the interval is never overlapped; the tick due meanwhile runs right after it', async () => {
+    await db.pool.query(`DELETE FROM ${SCHEDULE_TABLE}`);
+    const config = configFromObject({
+      database: { url: db.url },
+      idempotency: { cleanup_interval: '1000ms' },
+      outbox: { enabled: false },
+    });
+    let active = 0;
+    let maxActive = 0;
+    let calls = 0;
+    const idempotency = {
+      // Stands in for the idempotency service's cleanup: the first run takes 2.5 intervals.
+      cleanup: async () => {
+        calls += 1;
+        active += 1;
+        maxActive = Math.max(maxActive, active);
+        await new Promise((r) => setTimeout(r, calls === 1 ? 2500 : 20));
+        active -= 1;
+        return 0;
+      },
+    };
+    const runs: ScheduledRun[] = [];
+    const cluster = await replicas(3, { config, pool: db.pool, idempotency, onRun: (run) => runs.push(run) });
     try {
-      const ids = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).trigger('outbox')));
-      await waitFor(() => ids.every((id) => runs.some((r) => r.jobId === id)), 20_000, 'every queued job to run');
-      const forIds = runs.filter((r) => ids.includes(r.jobId));
-      assert.equal(forIds.length, ids.length, 'no job ran twice');
-      assert.equal(new Set(forIds.map((r) => r.jobId)).size, ids.length);
+      await waitFor(() => runs.length >= 3, 20_000, 'three scheduled runs');
     } finally {
-      await Promise.all([a.stop(), b.stop()]);
+      await cluster.stop();
+    }
+    assert.equal(maxActive, 1, 'two cleanups ran at the same time');
+    const [slow, next] = assertOneAtATime(runs);
+    assert.ok(slow && next && slow.finishedAt);
+    assert.ok(next.startedAt.getTime() - slow.finishedAt.getTime() < 500, 'the due tick waited for a later wake-up');
+    // Ticks 1 and 2 s after the slow one fell due while it ran: they collapse into one run, on the grid.
+    const gap = next.dueAt.getTime() - slow.dueAt.getTime();
+    assert.ok(gap >= 2000 && gap % 1000 === 0, `gap of ${gap} ms between the slow run's tick and the next`);
+    const { rows } = await db.pool.query(`SELECT type FROM ${SCHEDULE_TABLE}`);
+    assert.deepEqual(rows, [{ type: 'idempotency' }], 'the disabled outbox cleanup is off the timetable');
+  });
+
+  test('a replica that died mid-run blocks the schedule only until its lease runs out', async () => {
+    await db.pool.query(`DELETE FROM ${SCHEDULE_TABLE}`);
+    const { next_run_at: due, lease_until } = await dueRow('outbox', 3_600_000, 10_000, { by: 'dead', forMs: 1500 });
+    const config = configFromObject({ database: { url: db.url }, outbox: { cleanup_interval: '1h' } });
+    const runs: ScheduledRun[] = [];
+    const cluster = await replicas(2, { config, pool: db.pool, onRun: (run) => runs.push(run) });
+    try {
+      await waitFor(() => runs.length >= 1, 10_000, 'a run after the dead replica’s lease');
+    } finally {
+      await cluster.stop();
+    }
+    assert.equal(runs.length, 1);
+    const run = runs[0]!;
+    const afterLease = run.startedAt.getTime() - lease_until!.getTime();
+    assert.ok(afterLease >= 0 && afterLease < 2000, `started ${afterLease} ms after the lease ran out`);
+    assert.equal(run.dueAt.getTime(), due.getTime());
+    const { rows } = await db.pool.query(`SELECT running_by, next_run_at FROM ${SCHEDULE_TABLE}`);
+    assert.deepEqual(rows, [{ running_by: null, next_run_at: new Date(due.getTime() + 3_600_000) }]);
+  });
+
+  test('on a database without the timetable, start fails with EO_NOT_MIGRATED as the cause', async () => {
+    const bare = await createTestDatabase('maintenance_bare', { migrate: false });
+    try {
+      const config = configFromObject({ database: { url: bare.url } });
+      await assert.rejects(
+        startMaintenance({ connectionString: bare.url, config, pool: bare.pool }),
+        (err: unknown) => {
+          assert.ok(err instanceof MaintenanceError);
+          assert.equal((err.cause as { code?: string }).code, 'EO_NOT_MIGRATED');
+          assert.match(err.message, /exactly_once_maintenance.*exactly-once migrate/);
+          return true;
+        },
+      );
+    } finally {
+      await bare.close();
     }
   });
 });

@@ -3,9 +3,10 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { Metrics } from '../src/metrics/metrics.js';
-import { storeInOutbox } from '../src/outbox/writer.js';
+import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { type AdminFixture, adminFixture } from './helpers/admin-fixture.js';
 import { seedOutbox } from './helpers/outbox-rows.js';
+import { sample } from './helpers/relay-http.js';
 import { freePort } from './helpers/services.js';
 
 let fx: AdminFixture;
@@ -18,19 +19,6 @@ before(async () => {
 after(async () => {
   await fx.close();
 });
-
-/** One sample's value: exact metric name and exact label set. `undefined` when the series is absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const want = JSON.stringify(Object.entries(labels).sort());
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line === '') continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = [...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]);
-    if (JSON.stringify(got.sort()) === want) return Number(m[3]);
-  }
-  return undefined;
-}
 
 async function scrape(): Promise<string> {
   const res = await fx.request('GET', '/metrics');
@@ -84,11 +72,16 @@ describe('after a known workload the counters have the expected values', () => {
   test('outbox metrics: published, failed, batch size, Redis round trip, backlog and its age', async () => {
     await fx.db.pool.query('TRUNCATE exactly_once_outbox');
     await seedOutbox(fx.db.pool, [{ status: 'pending', ageMs: 120_000, aggregateId: 'old' }]);
-    for (const n of [1, 2]) await storeInOutbox(fx.db.pool, { aggregateId: `ok-${n}`, eventType: 'e', payload: {} });
+    for (const n of [1, 2])
+      await storeInOutboxStandalone(fx.db.pool, { aggregateId: `ok-${n}`, eventType: 'e', payload: {} });
     // Its destination is a string key: LPUSH fails with WRONGTYPE, and max_retries 0 makes it dead at once.
     const poison = `${fx.prefix}not-a-list`;
     await fx.redis.set(poison, 'occupied');
-    await storeInOutbox(fx.db.pool, { aggregateId: 'sick', eventType: 'e', payload: {}, queue: poison });
+    await storeInOutboxStandalone(
+      fx.db.pool,
+      { aggregateId: 'sick', eventType: 'e', payload: {}, queue: poison },
+      fx.config.outbox,
+    );
 
     const beforeText = await scrape();
     assert.equal(sample(beforeText, 'exactly_once_outbox_backlog_events', { status: 'pending' }), 4);

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { kyselyFromPool, migrateDown, migrateToLatest, migrationStatus } from '../src/db/migrator.js';
+import { createMigrator, kyselyFromPool, migrateDown, migrateToLatest, migrationStatus } from '../src/db/migrator.js';
 import { createTestDatabase, type TestDatabase } from './helpers/services.js';
 
 const run = promisify(execFile);
@@ -24,6 +24,62 @@ async function schema(): Promise<string[]> {
     WHERE table_schema = 'public' ORDER BY 1`);
   const idx = await db.pool.query("SELECT indexname AS c FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1");
   return [...rows.map((r) => r.c), ...idx.rows.map((r) => r.c)];
+}
+
+/** `col` names a user schema (not pg_catalog, information_schema, pg_toast, ...). */
+const userSchema = (col: string) => `${col} NOT IN ('pg_catalog', 'information_schema') AND ${col} NOT LIKE 'pg\\_%'`;
+
+/**
+ * Everything a migration can create, as sorted lines: columns (type, nullability, default), indexes, constraints,
+ * functions (pg_get_functiondef), triggers (pg_get_triggerdef), views, sequences, enum and domain types, in every
+ * non-system schema. Whitespace runs are collapsed, so re-indenting a function body is not a difference; any change
+ * of its code is.
+ */
+async function fullSchema(pool: pg.Pool): Promise<string[]> {
+  const queries = [
+    `SELECT 'column ' || table_schema || '.' || table_name || '.' || column_name || ' ' || data_type || ' null:' ||
+            is_nullable || ' default:' || coalesce(column_default, '-') AS line
+       FROM information_schema.columns WHERE ${userSchema('table_schema')}`,
+    `SELECT 'index ' || schemaname || '.' || indexname || ': ' || indexdef AS line
+       FROM pg_indexes WHERE ${userSchema('schemaname')}`,
+    `SELECT 'constraint ' || n.nspname || '.' || c.conrelid::regclass::text || '.' || c.conname || ': ' ||
+            pg_get_constraintdef(c.oid) AS line
+       FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE ${userSchema('n.nspname')}`,
+    `SELECT 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || '): ' ||
+            pg_get_functiondef(p.oid) AS line
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE ${userSchema('n.nspname')} AND p.prokind IN ('f', 'p')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')`,
+    `SELECT 'trigger ' || t.tgrelid::regclass::text || '.' || t.tgname || ': ' || pg_get_triggerdef(t.oid) ||
+            ' enabled:' || t.tgenabled::text AS line
+       FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE NOT t.tgisinternal AND ${userSchema('n.nspname')}`,
+    `SELECT 'view ' || schemaname || '.' || viewname || ': ' || definition AS line
+       FROM pg_views WHERE ${userSchema('schemaname')}`,
+    `SELECT 'sequence ' || schemaname || '.' || sequencename || ' ' || data_type::text AS line
+       FROM pg_sequences WHERE ${userSchema('schemaname')}`,
+    `SELECT 'type ' || n.nspname || '.' || t.typname || ' ' || t.typtype::text || ' ' ||
+            coalesce((SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
+                     format_type(t.typbasetype, t.typtypmod)) AS line
+       FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+      WHERE t.typtype IN ('e', 'd') AND ${userSchema('n.nspname')}`,
+  ];
+  const lines: string[] = [];
+  for (const q of queries) {
+    const { rows } = await pool.query<{ line: string }>(q);
+    lines.push(...rows.map((r) => r.line.replace(/\s+/g, ' ').trim()));
+  }
+  return lines.sort();
+}
+
+/** Assert two schema snapshots are equal, naming what is missing and what is extra. */
+function assertSameSchema(actual: string[], expected: string[], what: string): void {
+  const missing = expected.filter((l) => !actual.includes(l));
+  const extra = actual.filter((l) => !expected.includes(l));
+  assert.ok(
+    missing.length === 0 && extra.length === 0,
+    `${what}:\n  missing:\n    ${missing.join('\n    ') || '-'}\n  extra:\n    ${extra.join('\n    ') || '-'}`,
+  );
 }
 
 test('ten migrators started at once leave one correct schema', async () => {
@@ -47,7 +103,7 @@ test('ten migrators started at once leave one correct schema', async () => {
 });
 
 test('migrate down then latest restores the same schema', async () => {
-  const before = await schema();
+  const before = await fullSchema(db.pool);
   const k = kyselyFromPool(new pg.Pool({ connectionString: db.url, max: 1 }));
   try {
     const status = await migrationStatus(k);
@@ -57,7 +113,50 @@ test('migrate down then latest restores the same schema', async () => {
   } finally {
     await k.destroy();
   }
-  assert.deepEqual(await schema(), before);
+  assertSameSchema(await fullSchema(db.pool), before, 'down to nothing, then latest');
+});
+
+test('every migration round-trips: up, down restores the schema before it (functions and triggers included), up again', async () => {
+  const fresh = await createTestDatabase('migrations_steps', { migrate: false });
+  const k = kyselyFromPool(new pg.Pool({ connectionString: fresh.url, max: 1 }));
+  try {
+    const migrator = createMigrator(k);
+    const names = (await migrator.getMigrations()).map((m) => m.name);
+    assert.ok(names.length >= 4, `found only ${names.length} migrations`);
+    // Snapshots after 0, 1, 2, ... migrations. The bookkeeping tables appear with the first migration run, so the
+    // baseline is taken after one up and down.
+    const step = async (direction: 'up' | 'down', expected: string) => {
+      const result = direction === 'up' ? await migrator.migrateUp() : await migrator.migrateDown();
+      if (result.error) throw result.error;
+      const ran = result.results?.map((r) => `${r.migrationName}:${r.direction}:${r.status}`);
+      assert.deepEqual(ran, [`${expected}:${direction === 'up' ? 'Up' : 'Down'}:Success`]);
+    };
+    await step('up', names[0] as string);
+    await step('down', names[0] as string);
+    const snapshots = [await fullSchema(fresh.pool)];
+    for (const [i, name] of names.entries()) {
+      await step('up', name);
+      const after = await fullSchema(fresh.pool);
+      assert.notDeepEqual(after, snapshots[i], `${name} changed nothing in the schema`);
+      await step('down', name);
+      assertSameSchema(await fullSchema(fresh.pool), snapshots[i] as string[], `down of ${name} after its up`);
+      await step('up', name);
+      assertSameSchema(await fullSchema(fresh.pool), after, `${name} applied again after its down`);
+      snapshots.push(after);
+    }
+    // And back down from the latest, one by one: each down restores the state before its migration.
+    for (let i = names.length - 1; i >= 0; i--) {
+      await step('down', names[i] as string);
+      assertSameSchema(
+        await fullSchema(fresh.pool),
+        snapshots[i] as string[],
+        `down of ${names[i]} from the latest schema`,
+      );
+    }
+  } finally {
+    await k.destroy();
+    await fresh.close();
+  }
 });
 
 test('CLI: migrate, migrate status, bad action', async () => {

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { OutboxEventValidationError, UnsupportedExecutorError } from '../src/errors.js';
 import { rowToEvent } from '../src/outbox/rows.js';
-import { storeInOutbox } from '../src/outbox/writer.js';
+import { storeInOutbox, storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 
 let fx: OutboxFixture;
@@ -89,14 +89,27 @@ describe('storeInOutbox with a Kysely transaction', () => {
   test('priority header and per-event queue choose the list; many events in one call keep their order', async () => {
     const custom = `${fx.prefix}custom-list`;
     const stored = await fx.kysely.transaction().execute((trx) =>
-      storeInOutbox(trx, [
-        { aggregateId: 'm', eventType: 'a', payload: 1, headers: { priority: 'high' } },
-        { aggregateId: 'm', eventType: 'b', payload: 2, queue: custom },
-        { aggregateId: 'm', eventType: 'c', payload: 3 },
-      ]),
+      storeInOutbox(
+        trx,
+        [
+          { aggregateId: 'm', eventType: 'a', payload: 1, headers: { priority: 'high' } },
+          { aggregateId: 'm', eventType: 'b', payload: 2, queue: custom },
+          { aggregateId: 'm', eventType: 'c', payload: 3 },
+        ],
+        fx.config.outbox,
+      ),
+    );
+    // Write order is what Postgres recorded (seq), read back, not the writer's echo of its input.
+    const { rows } = await fx.db.pool.query(
+      'SELECT id, event_type FROM exactly_once_outbox WHERE id = ANY($1::uuid[]) ORDER BY seq',
+      [stored.map((e) => e.id)],
     );
     assert.deepEqual(
-      stored.map((e) => e.eventType),
+      rows.map((r) => [r.id, r.event_type]),
+      stored.map((e) => [e.id, e.eventType]),
+    );
+    assert.deepEqual(
+      rows.map((r) => r.event_type),
       ['a', 'b', 'c'],
     );
     await fx.relay().publishDue();
@@ -111,7 +124,7 @@ describe('storeInOutbox with a Kysely transaction', () => {
     assert.ok((await fx.jobs()).some((j) => j.event_type === 'c'));
   });
   test('the returned event is the stored row', async () => {
-    const stored = await storeInOutbox(fx.db.pool, {
+    const stored = await storeInOutboxStandalone(fx.db.pool, {
       aggregateType: 'order',
       aggregateId: 'ret-1',
       eventType: 'order.created',
@@ -199,14 +212,14 @@ describe('bad events', () => {
     const payload: Record<string, unknown> = {};
     payload.self = payload;
     await assert.rejects(
-      storeInOutbox(fx.db.pool, { aggregateId: 'a', eventType: 'x', payload }),
+      storeInOutboxStandalone(fx.db.pool, { aggregateId: 'a', eventType: 'x', payload }),
       /payload\.self: contains a circular reference/,
     );
   });
 
   test('one bad event in a batch writes none of the batch and names its index', async () => {
     await assert.rejects(
-      storeInOutbox(fx.db.pool, [
+      storeInOutboxStandalone(fx.db.pool, [
         { aggregateId: 'ok', eventType: 'x', payload: 1 },
         { aggregateId: 'bad', eventType: 'x', payload: undefined },
       ]),

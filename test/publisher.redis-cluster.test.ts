@@ -1,101 +1,213 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { Cluster } from 'ioredis';
 import { Relay } from '../src/outbox/relay.js';
-import { storeInOutbox } from '../src/outbox/writer.js';
-import { hashTag } from '../src/publishers/hash-tag.js';
+import { storeInOutboxStandalone } from '../src/outbox/writer.js';
+import { dedupMarkerKey, hashTag, keySlot } from '../src/publishers/hash-tag.js';
 import { RedisListPublisher } from '../src/publishers/redis-list.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
-import { freePort, waitFor } from './helpers/services.js';
+import { eventStates, insertRawEvents } from './helpers/raw-events.js';
+import { startTestCluster, type TestCluster } from './helpers/redis-cluster.js';
 
-// A real three-node Redis Cluster on loopback ports: the dedup marker and the list it guards must share a slot, or
-// the Lua script is refused with CROSSSLOT.
-const nodes: ChildProcess[] = [];
-const ports: number[] = [];
-let cluster: Cluster;
+// A real three-master Redis Cluster on loopback ports: the dedup marker and the list it guards must share a slot, or
+// the Lua script is refused with CROSSSLOT. The cluster is owned by this file and dies with it (no keys left behind).
+let tc: TestCluster;
 let fx: OutboxFixture;
 
 before(async () => {
-  fx = await outboxFixture('cluster');
-  const dir = mkdtempSync(path.join(tmpdir(), 'eo-cluster-'));
-  for (let i = 0; i < 3; i++) {
-    const port = await freePort();
-    ports.push(port);
-    nodes.push(
-      spawn(
-        'redis-server',
-        [
-          ...['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes'],
-          ...['--cluster-config-file', `nodes-${port}.conf`, '--save', '', '--appendonly', 'no', '--dir', dir],
-        ],
-        { stdio: 'ignore' },
-      ),
-    );
-  }
-  await waitFor(
-    () =>
-      ports.every(
-        (p) => spawnSync('redis-cli', ['-p', String(p), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG',
-      ),
-    10_000,
-    'cluster nodes to start',
-  );
-  const create = spawnSync(
-    'redis-cli',
-    ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-yes'],
-    { encoding: 'utf8', timeout: 30_000 },
-  );
-  assert.equal(create.status, 0, create.stdout + create.stderr);
-  await waitFor(
-    () =>
-      ports.every((p) =>
-        spawnSync('redis-cli', ['-p', String(p), 'cluster', 'info'], { encoding: 'utf8' }).stdout.includes(
-          'cluster_state:ok',
-        ),
-      ),
-    20_000,
-    'cluster_state:ok on every node',
-  );
-  cluster = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })));
-  await cluster.ping();
+  fx = await outboxFixture('cluster', {
+    allowed_queues: ['*'], // the relay's destination check: these tests name odd keys on purpose
+    retry_backoff: { initial_delay: '100ms', jitter: false },
+  });
+  tc = await startTestCluster();
 });
 
 after(async () => {
-  cluster?.disconnect();
-  for (const n of nodes) n.kill('SIGKILL');
+  await tc?.close();
   await fx.close();
+});
+
+/** List keys whose hash tag is easy to get wrong. */
+const TRICKY_KEYS = [
+  'x}y',
+  '{}abc',
+  '{a}{b}',
+  'a{b}c',
+  '{',
+  '}',
+  '{{a}}',
+  '}{a}',
+  '{}{a}',
+  'a{}',
+  'a{',
+  '',
+  'jobqueue:low_priority',
+  '{ключ}очередь',
+  'очередь}',
+  '队列{优先}',
+  '{}😀',
+  '😀}{',
+];
+
+test('keySlot and hashTag agree with CLUSTER KEYSLOT, for tricky and random keys', async () => {
+  assert.deepEqual(['{a}{b}', 'a{b}c', '{{a}}', 'x}y', '{}abc', '{', '}', '{ключ}очередь'].map(hashTag), [
+    'a',
+    'b',
+    '{a',
+    'x}y',
+    '{}abc',
+    '{',
+    '}',
+    'ключ',
+  ]);
+  // Random keys over an alphabet dense in braces, plus multi-byte characters (Redis hashes UTF-8 bytes).
+  let seed = 42;
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  const alphabet = ['{', '}', 'a', 'b', ':', 'é', '队', '😀'];
+  const keys = [
+    ...TRICKY_KEYS,
+    ...Array.from({ length: 300 }, () =>
+      Array.from({ length: 1 + Math.floor(random() * 8) }, () => alphabet[Math.floor(random() * alphabet.length)]).join(
+        '',
+      ),
+    ),
+  ];
+  for (const key of keys) assert.equal(keySlot(key), await tc.keyslot(key), `slot of ${JSON.stringify(key)}`);
+});
+
+test('each dedup marker lands in its list slot (CLUSTER KEYSLOT), for tricky keys too', async () => {
+  const id = '0190f6c2-0000-7000-8000-000000000001';
+  for (const key of TRICKY_KEYS) {
+    const marker = dedupMarkerKey(key, id);
+    assert.equal(await tc.keyslot(marker), await tc.keyslot(key), `marker ${JSON.stringify(marker)} of ${key}`);
+    assert.ok(marker.endsWith(`:eo:dedup:${id}`), marker);
+  }
+});
+
+test('the relay publishes events whose queue is x}y or {}abc, next to good events, each in its list', async () => {
+  const queues = ['x}y', '{}abc', '{a}{b}', '}', 'a{b}c'];
+  const ids = await insertRawEvents(fx.db.pool, [
+    ...queues.map((queue, n) => ({ aggregateId: `q${n}`, queue, payload: `{"n":${n}}` })),
+    { aggregateId: 'plain', payload: '{"n":9}' },
+  ]);
+  const publisher = new RedisListPublisher(tc.client, { queuePattern: 'cl2:jobqueue:{priority}_priority' });
+  const relay = new Relay({ config: fx.config, pool: fx.db.pool, publisher });
+  const summary = await relay.runBatch();
+  assert.deepEqual(
+    { claimed: summary.claimed, published: summary.published, retried: summary.retried, failed: summary.failed },
+    { claimed: ids.length, published: ids.length, retried: 0, failed: 0 },
+  );
+  for (const [n, queue] of queues.entries()) {
+    const jobs = (await tc.client.lrange(queue, 0, -1)).map((j) => JSON.parse(j));
+    assert.deepEqual(
+      jobs.map((j) => j.id),
+      [ids[n]],
+      `the job in ${queue}`,
+    );
+    const marker = dedupMarkerKey(queue, ids[n] as string);
+    assert.ok((await tc.client.pttl(marker)) > 0, `marker of ${queue} is live`);
+  }
+  assert.equal(await tc.client.llen('cl2:jobqueue:low_priority'), 1);
+
+  // A second run of the same rows (a relay that died before COMMIT) finds every marker and pushes nothing.
+  const outcomes = await publisher.publish(
+    (
+      await fx.db.pool.query('SELECT * FROM exactly_once_outbox WHERE id = ANY($1::uuid[]) ORDER BY seq', [ids])
+    ).rows.map((r) => ({
+      seq: String(r.seq),
+      id: r.id,
+      aggregateType: r.aggregate_type,
+      aggregateId: r.aggregate_id,
+      eventType: r.event_type,
+      tenantId: '',
+      queue: r.queue,
+      retryCount: 0,
+      maxRetries: null,
+      createdAt: r.created_at,
+      payload: JSON.stringify(r.payload),
+      headers: '{}',
+      priority: null,
+      traceparent: null,
+      filepath: null,
+      filesize: null,
+    })),
+  );
+  assert.deepEqual(
+    outcomes.map((o) => o.kind),
+    ids.map(() => 'duplicate'),
+  );
+  for (const queue of queues) assert.equal(await tc.client.llen(queue), 1, queue);
+});
+
+test('a WRONGTYPE destination fails only its own event; other aggregates, same slot or not, go out in that batch', async () => {
+  // `{s}bad` and `{s}good` share slot `s`; the other lists live elsewhere.
+  await tc.client.set('{s}bad', 'occupied');
+  const ids = await insertRawEvents(fx.db.pool, [
+    { aggregateId: 'g1', queue: '{s}good' },
+    { aggregateId: 'sick', queue: '{s}bad' },
+    { aggregateId: 'g2', queue: '{s}good' },
+    { aggregateId: 'sick', queue: '{s}good' },
+    { aggregateId: 'g3', queue: '{t}good' },
+    { aggregateId: 'g4', queue: 'x}y:wt' },
+  ]);
+  const [g1, bad, g2, behindBad, g3, g4] = ids;
+  const publisher = new RedisListPublisher(tc.client);
+  const relay = new Relay({ config: fx.config, pool: fx.db.pool, publisher });
+  const first = await relay.runBatch();
+  assert.deepEqual(
+    { published: first.published, retried: first.retried, held: first.held },
+    { published: 4, retried: 1, held: 1 },
+  );
+  const good = (await tc.client.lrange('{s}good', 0, -1)).reverse().map((j) => JSON.parse(j).id);
+  assert.deepEqual(good, [g1, g2], 'the same-slot good events were pushed; the one behind the bad event was not');
+  assert.deepEqual(
+    (await tc.client.lrange('{t}good', 0, -1)).map((j) => JSON.parse(j).id),
+    [g3],
+  );
+  assert.deepEqual(
+    (await tc.client.lrange('x}y:wt', 0, -1)).map((j) => JSON.parse(j).id),
+    [g4],
+  );
+  const states = await eventStates(fx.db.pool, ids);
+  assert.equal(states.get(bad as string)?.status, 'pending');
+  assert.equal(states.get(bad as string)?.retryCount, 1);
+  assert.match(states.get(bad as string)?.lastError ?? '', /WRONGTYPE/);
+  assert.equal(states.get(behindBad as string)?.status, 'pending');
+  assert.equal(states.get(behindBad as string)?.retryCount, 0, 'held, not retried');
+  assert.equal(await tc.client.exists(dedupMarkerKey('{s}bad', bad as string)), 0, 'no marker for a failed push');
 });
 
 test('on Redis Cluster the relay publishes each event once, marker and list in one slot, order kept', async () => {
   const high = 'cl:jobqueue:high_priority';
   const low = 'cl:jobqueue:low_priority';
   // The two lists live in different slots, so one batch needs two script calls.
+  assert.notEqual(await tc.keyslot(high), await tc.keyslot(low));
   assert.notEqual(hashTag(high), hashTag(low));
+  await fx.db.pool.query("UPDATE exactly_once_outbox SET status = 'failed' WHERE status = 'pending'");
 
-  const events = await storeInOutbox(fx.db.pool, [
+  const events = await storeInOutboxStandalone(fx.db.pool, [
     ...Array.from({ length: 20 }, (_, n) => ({ aggregateId: `a${n % 4}`, eventType: 'e', payload: { n } })),
     { aggregateId: 'vip', eventType: 'e', payload: { n: 0 }, headers: { priority: 'high' } },
     // One aggregate spanning both lists: its second event must wait for the next batch, never overtake.
     { aggregateId: 'split', eventType: 'e', payload: { n: 0 }, headers: { priority: 'high' } },
     { aggregateId: 'split', eventType: 'e', payload: { n: 1 } },
   ]);
-  const publisher = new RedisListPublisher(cluster, { queuePattern: 'cl:jobqueue:{priority}_priority' });
+  const publisher = new RedisListPublisher(tc.client, { queuePattern: 'cl:jobqueue:{priority}_priority' });
   const relay = new Relay({ config: fx.config, pool: fx.db.pool, publisher });
   const first = await relay.runBatch();
   assert.equal(first.held, 1, 'the split aggregate was cut at the slot change');
   const rest = await relay.publishDue();
   assert.equal(first.published + rest.published, events.length);
 
-  const lowJobs = (await cluster.lrange(low, 0, -1)).reverse().map((j) => JSON.parse(j));
-  const highJobs = (await cluster.lrange(high, 0, -1)).reverse().map((j) => JSON.parse(j));
+  const lowJobs = (await tc.client.lrange(low, 0, -1)).reverse().map((j) => JSON.parse(j));
+  const highJobs = (await tc.client.lrange(high, 0, -1)).reverse().map((j) => JSON.parse(j));
   assert.equal(lowJobs.length + highJobs.length, events.length);
   assert.deepEqual(new Set([...lowJobs, ...highJobs].map((j) => j.id)), new Set(events.map((e) => e.id)));
   for (const agg of ['a0', 'a1', 'a2', 'a3']) {
     const ns = lowJobs.filter((j) => j.aggregate_id === agg).map((j) => j.payload.n);
+    assert.equal(ns.length, 5);
     assert.deepEqual(
       ns,
       [...ns].sort((x, y) => x - y),
@@ -103,32 +215,6 @@ test('on Redis Cluster the relay publishes each event once, marker and list in o
     );
   }
   assert.deepEqual(highJobs.map((j) => j.aggregate_id).sort(), ['split', 'vip']);
-
-  // Re-publishing the same claimed rows (a relay that died before COMMIT) pushes nothing new.
-  const again = await publisher.publish(
-    (
-      await fx.db.pool.query(
-        "SELECT seq::text, id, aggregate_type, aggregate_id FROM exactly_once_outbox WHERE aggregate_id = 'vip'",
-      )
-    ).rows.map((r) => ({
-      seq: r.seq,
-      id: r.id,
-      aggregateType: r.aggregate_type,
-      aggregateId: r.aggregate_id,
-      eventType: 'e',
-      tenantId: '',
-      queue: null,
-      retryCount: 0,
-      maxRetries: null,
-      createdAt: new Date(),
-      payload: '{}',
-      headers: '{}',
-      priority: 'high',
-      traceparent: null,
-      filepath: null,
-      filesize: null,
-    })),
-  );
-  assert.deepEqual(again, [{ kind: 'duplicate' }]);
-  assert.equal(await cluster.llen(high), 2);
+  const split = [...lowJobs, ...highJobs].filter((j) => j.aggregate_id === 'split');
+  assert.equal(split.length, 2);
 });

@@ -3,7 +3,7 @@ import { after, before, test } from 'node:test';
 import type { NewOutboxEvent } from '../src/outbox/types.js';
 import { storeInOutbox } from '../src/outbox/writer.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
-import { type RelayProcess, spawnRelay, writeConfigFile } from './helpers/relay-process.js';
+import { exitWithin, type RelayProcess, spawnRelay, writeConfigFile } from './helpers/relay-process.js';
 import { REDIS_URL, waitFor } from './helpers/services.js';
 
 const EVENTS = 20_000;
@@ -55,7 +55,7 @@ test(`${RELAYS} relays SIGKILLed at random while draining ${EVENTS} events: each
       const victim = relays[i];
       if (!victim || victim.child.exitCode !== null) continue;
       victim.child.kill('SIGKILL');
-      await victim.exited;
+      await exitWithin(victim, 10_000);
       kills++;
       if ((await pending()) > 0) killsWhileDraining++;
       relays[i] = spawnRelay(configFile);
@@ -72,7 +72,7 @@ test(`${RELAYS} relays SIGKILLed at random while draining ${EVENTS} events: each
     stopKilling = true;
     await killer;
     for (const r of relays) r?.child.kill('SIGKILL');
-    await Promise.all(relays.map((r) => r?.exited));
+    await Promise.all(relays.map((r) => r && exitWithin(r, 10_000)));
   }
 
   const jobs = await fx.jobs();

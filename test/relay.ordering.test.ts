@@ -4,7 +4,7 @@ import pg from 'pg';
 import { type Config, configFromObject } from '../src/config/load-config.js';
 import { Relay } from '../src/outbox/relay.js';
 import type { ClaimedEvent, Publisher } from '../src/outbox/types.js';
-import { storeInOutbox } from '../src/outbox/writer.js';
+import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 import { REDIS_URL, waitFor } from './helpers/services.js';
 
@@ -39,7 +39,7 @@ function assertAggregateOrder(jobs: Record<string, unknown>[]): void {
 }
 
 test('one hot aggregate drains in full batches, not one event per round trip', async () => {
-  await storeInOutbox(
+  await storeInOutboxStandalone(
     fx.db.pool,
     Array.from({ length: 450 }, (_, n) => ({ aggregateId: 'hot', eventType: 'e', payload: { n } })),
   );
@@ -58,7 +58,7 @@ test('eight relays at once on interleaved aggregates: each event once, per-aggre
   const aggregates = 4;
   const total = 4000;
   for (let start = 0; start < total; start += 500) {
-    await storeInOutbox(
+    await storeInOutboxStandalone(
       fx.db.pool,
       Array.from({ length: 500 }, (_, k) => {
         const i = start + k;
@@ -81,7 +81,7 @@ test('eight relays at once on interleaved aggregates: each event once, per-aggre
 });
 
 test('a batch pushed to Redis whose transaction never committed is not pushed again', async () => {
-  const events = await storeInOutbox(
+  const events = await storeInOutboxStandalone(
     fx.db.pool,
     Array.from({ length: 30 }, (_, n) => ({
       aggregateId: `w${n % 3}`,
@@ -113,7 +113,7 @@ test('a batch pushed to Redis whose transaction never committed is not pushed ag
 });
 
 test('an aggregate held by another relay is skipped, the rest flows, and it follows once released', async () => {
-  await storeInOutbox(fx.db.pool, [
+  await storeInOutboxStandalone(fx.db.pool, [
     { aggregateType: 'acct', aggregateId: 'busy', eventType: 'e', payload: { n: 0 } },
     { aggregateType: 'acct', aggregateId: 'free', eventType: 'e', payload: { n: 0 } },
   ]);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { storeInOutbox } from '../src/outbox/writer.js';
+import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
-import { spawnRelay, writeConfigFile } from './helpers/relay-process.js';
+import { exitWithin, spawnRelay, writeConfigFile } from './helpers/relay-process.js';
 import { createTestDatabase, REDIS_URL, type TestDatabase, waitFor } from './helpers/services.js';
 
 let fx: OutboxFixture;
@@ -21,7 +21,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     await fx.db.pool.query('TRUNCATE exactly_once_outbox');
     await fx.redis.del(fx.lowQueue);
     const total = 3000;
-    await storeInOutbox(
+    await storeInOutboxStandalone(
       fx.db.pool,
       Array.from({ length: total }, (_, n) => ({ aggregateId: `s${n % 50}`, eventType: 'e', payload: { n } })),
     );
@@ -34,7 +34,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     await waitFor(async () => (await fx.redis.llen(fx.lowQueue)) > 0, 20_000, 'relay to start publishing');
     const sent = performance.now();
     relay.child.kill(signal);
-    const { code } = await relay.exited;
+    const { code } = await exitWithin(relay, 20_000);
     const tookMs = performance.now() - sent;
     assert.equal(code, 0, `exit code (output: ${relay.stderr()})`);
     // Idle it takes well under a second; the bound leaves room for a loaded CI machine, below the 10 s forced exit.
@@ -51,7 +51,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const again = spawnRelay(file);
     await waitFor(async () => (await fx.redis.llen(fx.lowQueue)) === total, 30_000, 'the rest after restart');
     again.child.kill('SIGTERM');
-    assert.equal((await again.exited).code, 0);
+    assert.equal((await exitWithin(again, 20_000)).code, 0);
     const jobs = await fx.jobs();
     assert.equal(new Set(jobs.map((j) => j.id)).size, total);
   });
@@ -60,7 +60,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 test('a relay pointed at an unmigrated database exits 1 and says to run migrate', async () => {
   const file = writeConfigFile('unmigrated', { database: { url: bare.url }, redis: { url: REDIS_URL } });
   const relay = spawnRelay(file);
-  const { code } = await relay.exited;
+  const { code } = await exitWithin(relay, 30_000);
   assert.equal(code, 1);
   assert.match(relay.stderr(), /exactly-once migrate/);
 });
@@ -68,7 +68,7 @@ test('a relay pointed at an unmigrated database exits 1 and says to run migrate'
 test('a relay with a bad config file exits 1 naming the key and the file', async () => {
   const file = writeConfigFile('badcfg', { outbox: { batch_size: 0 } });
   const relay = spawnRelay(file);
-  const { code } = await relay.exited;
+  const { code } = await exitWithin(relay, 30_000);
   assert.equal(code, 1);
   assert.match(relay.stderr(), /exactly_once\.outbox\.batch_size/);
   assert.ok(relay.stderr().includes(file));

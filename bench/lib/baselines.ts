@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import pg from 'pg';
-import PgBoss from 'pg-boss';
+import { PgBoss } from 'pg-boss';
 
 /**
  * The pure-SQL ceiling: the claim+mark loop any outbox needs, with nothing else. Each of `workers` connections runs
@@ -82,7 +82,6 @@ export async function seedPgBoss(boss: PgBoss, url: string, n: number, aggregate
       const jobs = [];
       for (let i = from; i < Math.min(n, from + chunk); i++) {
         jobs.push({
-          name: PGBOSS_QUEUE,
           data: {
             aggregate_id: `a${i % aggregates}`,
             event_type: 'bench.event',
@@ -91,7 +90,7 @@ export async function seedPgBoss(boss: PgBoss, url: string, n: number, aggregate
         });
       }
       await c.query('BEGIN');
-      await boss.insert(jobs, { db });
+      await boss.insert(PGBOSS_QUEUE, jobs, { db });
       await c.query('COMMIT');
     }
   } finally {

@@ -13,7 +13,8 @@ import { silentLogger } from '../../src/logger.js';
  * first, so a job is never lost to a crash between pop and processing (a plain BRPOP would lose it), and a job whose
  * effect committed but whose removal did not is answered as a duplicate the next time: no second effect.
  *
- * argv[2]: JSON { databaseUrl, redisUrl, source, processing, name }
+ * argv[2]: JSON { databaseUrl, redisUrl, source, processing, name, soakDir } (`soakDir` only marks the process as
+ * the soak's, for its watchdog).
  */
 const args = JSON.parse(process.argv[2] ?? '{}') as {
   databaseUrl: string;
@@ -21,7 +22,10 @@ const args = JSON.parse(process.argv[2] ?? '{}') as {
   source: string;
   processing: string;
   name: string;
+  soakDir?: string;
 };
+// The soak kills its consumers when it ends; should it die first, do not run on as an orphan.
+const parent = process.ppid;
 
 const config = configFromObject({
   database: { url: args.databaseUrl },
@@ -32,6 +36,7 @@ const pool = createPool(args.databaseUrl, silentLogger, { max: 3 });
 const service = new IdempotencyService({ config, pool });
 // Fail fast while Redis is down: the loop below backs off and tries again.
 const redis = new Redis(args.redisUrl, {
+  connectionName: args.name, // the soak waits for its consumers by name (CLIENT LIST)
   enableOfflineQueue: false,
   maxRetriesPerRequest: 0,
   retryStrategy: () => 100,
@@ -64,7 +69,7 @@ process.on('SIGTERM', () => {
 });
 
 let failures = 0;
-while (!stopping) {
+while (!stopping && process.ppid === parent) {
   try {
     // The oldest unfinished job first (left-pushed, so it is at the right end).
     let raw = await redis.lindex(args.processing, -1);

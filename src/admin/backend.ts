@@ -3,6 +3,7 @@ import type { CreateRecordInput, DedupStats, IdempotencyRecord } from '../idempo
 import type { CleanupReport } from '../maintenance/run-cleanup.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Queryable } from '../outbox/inspect.js';
+import type { HealthSource } from './readiness.js';
 
 /** What the admin API needs of the idempotency service (`IdempotencyService` fits). */
 export interface AdminIdempotency {
@@ -23,8 +24,8 @@ export interface AdminBackend {
   readonly config: Config;
   /** Postgres pool of the outbox (listing, replay, backlog, cleanup, readiness). */
   readonly pool: Queryable;
-  /** Redis client (readiness). */
-  readonly redis: { ping(): Promise<string> };
+  /** Redis client: readiness writes a tiny key with a short TTL (`SET key value PX ms`). */
+  readonly redis: { set(key: string, value: string, mode: 'PX', ms: number): Promise<unknown> };
   /** Absent or `undefined` when idempotency is not set up in this process: those endpoints answer 503. */
   readonly idempotency?: AdminIdempotency | undefined;
   /** Publish every due event now; the summary is returned to the caller as JSON. */
@@ -46,6 +47,13 @@ export interface AdminOptions {
    * @defaultValue true
    */
   probes?: boolean | undefined;
+  /**
+   * Pool for the API's outbox reads (`GET /outbox`). Give it a small pool of its own with a `statement_timeout`, so
+   * operators' reads never wait for, or hold, the connections publishing needs. @defaultValue `manager.pool`
+   */
+  readPool?: Queryable | undefined;
+  /** The relay this process runs: `/readyz` is 503 while it cannot publish (its circuit breaker is open). */
+  relay?: HealthSource | undefined;
   /** Runs cleanup for `POST /cleanup`. @defaultValue `runCleanup` in this process */
   cleanup?: ((type: 'idempotency' | 'outbox' | 'all') => Promise<CleanupReport>) | undefined;
 }

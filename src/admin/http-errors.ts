@@ -8,6 +8,9 @@ import {
   IdempotencyStorageError,
   InvalidParameterError,
   NotMigratedError,
+  PgErrorCode,
+  ServiceUnreachableError,
+  sqlState,
 } from '../errors.js';
 
 /**
@@ -56,6 +59,12 @@ export function toHttpError(err: unknown, fieldNames: Record<string, string> = S
   if (err instanceof IdempotencyKeyExistsError) return fail(409, err.code, err.message);
   if (err instanceof FeatureDisabledError) return fail(503, err.code, err.message);
   if (err instanceof NotMigratedError) return fail(503, err.code, err.message);
+  // A path that does not wrap its driver errors (yet): still the operator's cue to migrate, never a 500. Matched on
+  // SQLSTATE anywhere in the cause chain, never on message text.
+  if (hasSqlState(err, PgErrorCode.undefinedTable)) {
+    return fail(503, 'EO_NOT_MIGRATED', 'a table this endpoint needs does not exist; run `exactly-once migrate` first');
+  }
+  if (err instanceof ServiceUnreachableError) return fail(503, err.code, `${err.service} is unreachable; retry later`);
   if (err instanceof IdempotencyStorageError) {
     return fail(503, err.code, `storage unavailable during ${err.operation}; retry later`);
   }
@@ -65,6 +74,15 @@ export function toHttpError(err: unknown, fieldNames: Record<string, string> = S
   if (isConnectionError(err))
     return fail(503, HttpErrorCode.unavailable, 'a backing service is unreachable; retry later');
   return fail(500, HttpErrorCode.internal, 'internal error; see the server log');
+}
+
+function hasSqlState(err: unknown, code: string): boolean {
+  let e = err;
+  for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    if (sqlState(e) === code) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 function fastifyError(err: unknown): HttpError | undefined {

@@ -3,6 +3,7 @@ import { runCleanup } from '../maintenance/run-cleanup.js';
 import { bearerCheck } from './auth.js';
 import type { AdminOptions } from './backend.js';
 import { HttpErrorCode, toHttpError } from './http-errors.js';
+import { checkReadiness } from './readiness.js';
 import type { Access, AdminContext, AdminRoute } from './route.js';
 import { idempotencyRoutes } from './routes/idempotency.js';
 import { operationRoutes, probeRoutes } from './routes/operations.js';
@@ -38,6 +39,9 @@ export async function exactlyOnceAdmin(app: FastifyInstance, options: AdminOptio
           { config: manager.config, pool: manager.pool, idempotency: manager.idempotency, metrics: options.metrics },
           type,
         )),
+    readPool: options.readPool ?? manager.pool,
+    // On the manager's pool, not the read pool: slow operator reads must never make a relay look down.
+    readiness: () => checkReadiness(manager, options.relay),
   };
 
   // Our own JSON parser: an empty body is "no body" (curl -X POST -H 'Content-Type: application/json' url), and a

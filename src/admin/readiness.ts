@@ -1,4 +1,7 @@
+import type { RelayHealth } from '../outbox/circuit-breaker.js';
 import type { AdminBackend } from './backend.js';
+
+export type { RelayHealth };
 
 export interface DependencyCheck {
   ok: boolean;
@@ -6,31 +9,65 @@ export interface DependencyCheck {
   error?: string;
 }
 
+/** Anything that reports a relay's health; a `Relay` does. */
+export interface HealthSource {
+  health(): RelayHealth;
+}
+
+export interface RelayCheck {
+  ok: boolean;
+  breaker: RelayHealth['breaker'];
+  consecutive_failures: number;
+  last_success_at?: string;
+  last_error?: string;
+  error?: string;
+}
+
 export interface Readiness {
   ready: boolean;
-  checks: { postgres: DependencyCheck; redis: DependencyCheck };
+  checks: { postgres: DependencyCheck; redis: DependencyCheck; relay?: RelayCheck };
 }
 
 /** A probe waits this long for each dependency; a hung connection must not hang the probe. */
 export const READINESS_TIMEOUT_MS = 2000;
+/** Written by the Redis probe (with a short TTL): a Redis that answers PING can still refuse writes (OOM, replica). */
+export const READINESS_KEY = 'exactly-once:readyz';
 
 /**
- * Can this process do its work: does Postgres answer `SELECT 1` and Redis `PING`, each within 2 s. Both are asked
- * at once. The error text is the driver's message class only (no connection string).
+ * Can this process do its work: does Postgres answer `SELECT 1`, does Redis accept a write (a tiny `SET` with a 10 s
+ * TTL on a key of ours: PING succeeds on a Redis that refuses every write at `maxmemory` with `noeviction`), each
+ * within 2 s, and, when a relay is given, is it able to publish (its circuit breaker not open). Every check runs at
+ * once. The error text is the driver's message class only (no connection string).
  *
- * @example const { ready, checks } = await checkReadiness(manager);
+ * @example const { ready, checks } = await checkReadiness(manager, relay);
  */
-export async function checkReadiness(backend: Pick<AdminBackend, 'pool' | 'redis'>): Promise<Readiness> {
+export async function checkReadiness(
+  backend: Pick<AdminBackend, 'pool' | 'redis'>,
+  relay?: HealthSource,
+): Promise<Readiness> {
   const [postgres, redis] = await Promise.all([
     probe(async () => {
       await backend.pool.query('SELECT 1');
     }),
     probe(async () => {
-      const pong = await backend.redis.ping();
-      if (pong !== 'PONG') throw new Error(`unexpected PING reply ${JSON.stringify(pong)}`);
+      await backend.redis.set(READINESS_KEY, String(Date.now()), 'PX', 10_000);
     }),
   ]);
-  return { ready: postgres.ok && redis.ok, checks: { postgres, redis } };
+  const checks: Readiness['checks'] = { postgres, redis };
+  if (relay) checks.relay = relayCheck(relay.health());
+  return { ready: postgres.ok && redis.ok && (checks.relay?.ok ?? true), checks };
+}
+
+function relayCheck(h: RelayHealth): RelayCheck {
+  const ok = h.ready && h.breaker !== 'open';
+  return {
+    ok,
+    breaker: h.breaker,
+    consecutive_failures: h.consecutiveFailures,
+    ...(h.lastSuccessAt ? { last_success_at: h.lastSuccessAt.toISOString() } : {}),
+    ...(h.lastError ? { last_error: clean(h.lastError) } : {}),
+    ...(ok ? {} : { error: clean(h.reason ?? `circuit breaker ${h.breaker}`) }),
+  };
 }
 
 async function probe(check: () => Promise<void>): Promise<DependencyCheck> {
@@ -61,7 +98,11 @@ function elapsed(started: number): number {
 function describe(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : String(err);
-  // Driver messages can carry host names; keep them short and without credentials.
-  const text = message.replace(/\w+:\/\/[^\s]+/g, '<url>').slice(0, 200);
-  return typeof code === 'string' ? `${code}: ${text}` : text;
+  const text = clean(message);
+  return typeof code === 'string' && !text.startsWith(code) ? `${code}: ${text}` : text;
+}
+
+/** Driver messages can carry host names and URLs; keep them short and without credentials. */
+function clean(message: string): string {
+  return message.replace(/\w+:\/\/[^\s]+/g, '<url>').slice(0, 200);
 }

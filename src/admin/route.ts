@@ -2,7 +2,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FeatureDisabledError, InvalidParameterError } from '../errors.js';
 import type { CleanupReport } from '../maintenance/run-cleanup.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { Queryable } from '../outbox/inspect.js';
 import type { AdminBackend, AdminIdempotency } from './backend.js';
+import type { Readiness } from './readiness.js';
 
 /** `write`: needs the token when one is set. `read`: needs it with `protect_reads`. `open`: never (probes). */
 export type Access = 'write' | 'read' | 'open';
@@ -20,6 +22,10 @@ export interface AdminContext {
   manager: AdminBackend;
   metrics: Metrics | undefined;
   cleanup(type: 'idempotency' | 'outbox' | 'all'): Promise<CleanupReport>;
+  /** Pool for the API's outbox reads: its own small one in the relay, so reads never wait for publishing or slow it. */
+  readPool: Queryable;
+  /** Postgres, Redis (a write) and, in a relay process, the relay's ability to publish. */
+  readiness(): Promise<Readiness>;
 }
 
 export const API_PREFIX = '/api/v1/exactly-once';

@@ -1,7 +1,9 @@
 import { type Logger, silentLogger } from '../logger.js';
 import { type MaintenanceHandle, type MaintenanceOptions, startMaintenance } from '../maintenance/scheduler.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { Queryable } from '../outbox/inspect.js';
 import type { AdminBackend } from './backend.js';
+import type { HealthSource } from './readiness.js';
 import { type AdminServerHandle, startAdminServer } from './server.js';
 
 export interface OperationsOptions {
@@ -13,8 +15,12 @@ export interface OperationsOptions {
   host?: string | undefined;
   /** Overrides `admin.port` (the relay's `--port`); 0 picks a free port. */
   port?: number | undefined;
+  /** The relay this process runs; `/readyz` reports its ability to publish. */
+  relay?: HealthSource | undefined;
+  /** Pool for the admin API's reads and the backlog gauges (see `AdminOptions.readPool`). @defaultValue `manager.pool` */
+  readPool?: Queryable | undefined;
   /**
-   * Schedule cleanup once per cluster with pg-boss (`false` to leave it to another process), or options for it.
+   * Schedule cleanup once per cluster (`false` to leave it to another process), or options for it.
    * @defaultValue true
    */
   maintenance?: boolean | Partial<Omit<MaintenanceOptions, 'config' | 'pool'>> | undefined;
@@ -23,7 +29,7 @@ export interface OperationsOptions {
 export interface OperationsHandle {
   /** Absent when `admin.enabled` is false. */
   readonly admin: AdminServerHandle | undefined;
-  /** Absent when maintenance is off or pg-boss could not start (logged). */
+  /** Absent when maintenance is off or could not start (logged). */
   readonly maintenance: MaintenanceHandle | undefined;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -31,7 +37,7 @@ export interface OperationsHandle {
 
 /**
  * Everything an operator gets next to a relay, in one call: the admin API with `/metrics`, `/healthz` and `/readyz`
- * on one port, and the cluster-wide cleanup schedule. A maintenance failure (pg-boss cannot create its schema, say)
+ * on one port, and the cluster-wide cleanup schedule. A maintenance failure (an unmigrated database, say)
  * is logged and leaves the relay and admin API running; an admin port that cannot be bound is an error.
  *
  * @example
@@ -71,6 +77,8 @@ export async function startOperations(options: OperationsOptions): Promise<Opera
         logger: options.logger,
         host: options.host,
         port: options.port,
+        relay: options.relay,
+        readPool: options.readPool,
       });
     } catch (err) {
       await maintenance?.stop();

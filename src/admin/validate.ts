@@ -1,5 +1,6 @@
 import { parseDuration } from '../config/duration.js';
 import { InvalidParameterError } from '../errors.js';
+import { jsonValueProblem, textProblem } from '../idempotency/json-value.js';
 
 /** Longest queue / tenant / key accepted, as the idempotency stores do. */
 export const MAX_PART_LENGTH = 512;
@@ -61,7 +62,21 @@ export class Fields {
     if (value.length > MAX_PART_LENGTH) {
       throw new InvalidParameterError(name, `must be at most ${MAX_PART_LENGTH} characters`);
     }
-    if (value.includes('\0')) throw new InvalidParameterError(name, 'must not contain NUL characters');
+    // NUL cannot be stored in Postgres text, and a lone surrogate would arrive there as U+FFFD (another value).
+    const problem = textProblem(value);
+    if (problem) throw new InvalidParameterError(name, `must be valid text without NUL: it ${problem}`);
+    return value;
+  }
+
+  /**
+   * Any JSON value, checked so it is stored exactly as sent: finite numbers only (`1e400` parses to Infinity, which
+   * would be stored as null), and strings and keys that are valid Unicode text without NUL. `undefined` when absent.
+   */
+  optionalJson(name: string): unknown {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    const problem = jsonValueProblem(value, name, { text: true });
+    if (problem) throw new InvalidParameterError(name, problem);
     return value;
   }
 

@@ -1,6 +1,9 @@
+import { errorText } from '../db/pool.js';
 import { ExactlyOnceError } from '../errors.js';
 import { UsageError } from './command.js';
 import { commands } from './commands/index.js';
+
+const DEBUG_LEVELS = new Set(['debug', 'trace']);
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -37,7 +40,9 @@ async function main(argv: string[]): Promise<number> {
       console.error(`exactly-once ${name}: ${err.message} [${err.code}]`);
       return 1;
     }
-    console.error(`exactly-once ${name}: ${(err as Error)?.stack ?? String(err)}`);
+    // One line for an operator; the stack only when asked for (LOG_LEVEL=debug), since it is ours, not theirs.
+    console.error(`exactly-once ${name}: ${errorText(err)}`);
+    if (DEBUG_LEVELS.has(process.env.LOG_LEVEL ?? '')) console.error((err as Error)?.stack ?? String(err));
     return 1;
   }
 }

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { bearerTokenProblem } from './admin-token.js';
+import { formatDuration } from './duration.js';
 import { exactlyOnceSchema, type RawConfig } from './schema.js';
 
 type Camel<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
@@ -96,13 +98,20 @@ function readYamlTree(file: string): Record<string, unknown> {
 function applyEnv(tree: Record<string, unknown>, env: Record<string, string | undefined>): void {
   if (env.DATABASE_URL) deepMerge(tree, { database: { url: env.DATABASE_URL } });
   if (env.REDIS_URL) deepMerge(tree, { redis: { url: env.REDIS_URL } });
-  if (env.ADMIN_TOKEN) deepMerge(tree, { admin: { token: env.ADMIN_TOKEN } });
+  // Set but empty is refused rather than read as "no token": `ADMIN_TOKEN=` in an env file would otherwise leave every
+  // mutating endpoint open while the operator believes it is protected.
+  if (env.ADMIN_TOKEN !== undefined) {
+    const problem = bearerTokenProblem(env.ADMIN_TOKEN);
+    if (problem) throw new ConfigError('ADMIN_TOKEN', problem);
+    deepMerge(tree, { admin: { token: env.ADMIN_TOKEN } });
+  }
 }
 
 function resolve(tree: Record<string, unknown>, file: string | undefined): Config {
   const parsed = exactlyOnceSchema.safeParse(tree);
   if (!parsed.success) throw toConfigError(parsed.error, file);
   const raw = parsed.data;
+  honourIdempotencyBatchSize(raw, tree, file);
   if (raw.outbox.enabled && raw.outbox.storage_type === 'redis') {
     throw new ConfigError(
       'exactly_once.outbox.storage_type',
@@ -113,7 +122,74 @@ function resolve(tree: Record<string, unknown>, file: string | undefined): Confi
   if (raw.outbox.retry_backoff.max_delay < raw.outbox.retry_backoff.initial_delay) {
     throw new ConfigError('exactly_once.outbox.retry_backoff.max_delay', 'must be >= initial_delay', file);
   }
+  checkAgreement(raw, file);
   return deepFreeze(camelize(raw)) as Config;
+}
+
+/**
+ * Keys that are each valid but together break a guarantee. Each message names both keys and their values.
+ * Not checked, on purpose: `idempotency.wait_timeout` against `lease`. Shorter, a duplicate behind a crashed caller
+ * gives up and is redelivered by its queue; longer, it waits and takes the key over. Both keep G4.
+ */
+function checkAgreement(raw: RawConfig, file: string | undefined): void {
+  const o = raw.outbox;
+  const i = raw.idempotency;
+  const d = formatDuration;
+  if (o.publish_timeout >= o.claim_timeout) {
+    // The claim's transaction sits idle while Redis is written; Postgres ends it after claim_timeout. A publish that may
+    // run that long lands its jobs in Redis and then loses the claim: the batch is rolled back and claimed again.
+    throw new ConfigError(
+      'exactly_once.outbox.publish_timeout',
+      `must be less than outbox.claim_timeout (${d(o.claim_timeout)}; got ${d(o.publish_timeout)}): ` +
+        "a publish that runs that long outlives the relay's claim, so the batch is rolled back after Redis has its jobs",
+      file,
+    );
+  }
+  if (o.dedup_window <= o.claim_timeout) {
+    // A relay that hangs after its push keeps the claim until claim_timeout; the relay that claims the events next
+    // pushes again, and only a live marker stops that push (G2).
+    throw new ConfigError(
+      'exactly_once.outbox.dedup_window',
+      `must be longer than outbox.claim_timeout (${d(o.claim_timeout)}; got ${d(o.dedup_window)}): ` +
+        'events a hung relay had pushed are claimed again after claim_timeout, and an expired marker lets them be pushed twice',
+      file,
+    );
+  }
+  if (i.enabled && i.default_ttl <= i.lease) {
+    // An in-progress key is taken over once its record expires, whatever its lease says.
+    throw new ConfigError(
+      'exactly_once.idempotency.default_ttl',
+      `must be longer than idempotency.lease (${d(i.lease)}; got ${d(i.default_ttl)}): ` +
+        'a key whose record expires while its lease runs is taken over and the processor runs twice',
+      file,
+    );
+  }
+}
+
+/**
+ * The reference document tunes cleanup with `idempotency.batch_size`, while the Postgres store reads
+ * `storage.database.batch_size`. Given alone, the general key sets the specific one; both given and different is
+ * refused, since one of them would be silently ignored.
+ */
+function honourIdempotencyBatchSize(raw: RawConfig, tree: Record<string, unknown>, file: string | undefined): void {
+  const idem = isPlainObject(tree.idempotency) ? tree.idempotency : {};
+  const storage = isPlainObject(idem.storage) ? idem.storage : {};
+  const database = isPlainObject(storage.database) ? storage.database : {};
+  const general = idem.batch_size !== undefined;
+  const specific = database.batch_size !== undefined;
+  if (!general || raw.idempotency.storage.type !== 'database') return;
+  if (!specific) {
+    raw.idempotency.storage.database.batch_size = raw.idempotency.batch_size;
+    return;
+  }
+  if (raw.idempotency.batch_size !== raw.idempotency.storage.database.batch_size) {
+    throw new ConfigError(
+      'exactly_once.idempotency.batch_size',
+      `differs from idempotency.storage.database.batch_size (${raw.idempotency.storage.database.batch_size}), which the ` +
+        'database storage uses; set one of them (or both to the same value)',
+      file,
+    );
+  }
 }
 
 function toConfigError(error: z.ZodError, file: string | undefined): ConfigError {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { bearerTokenProblem } from './admin-token.js';
+import { formatDuration, parseDuration } from './duration.js';
 
 /**
  * The YAML schema of the reference document's `exactly_once:` tree, plus the settings this implementation
@@ -7,21 +8,53 @@ import { parseDuration } from './duration.js';
  * into milliseconds; keys are renamed to camelCase by `toConfig` in load-config.ts.
  */
 
-const duration = (fallback: string) =>
+/**
+ * Largest delay a Node timer holds (a longer one fires after 1 ms) and largest value of a Postgres `int` of
+ * milliseconds (`idle_in_transaction_session_timeout`, the relay's retry delays): 2^31-1 ms, about 24.8 days.
+ */
+export const MAX_INT_MS = 2_147_483_647;
+
+interface DurationRule {
+  /** Smallest accepted value, with why a smaller one breaks something. @defaultValue 1ms, "0 would ..." from `zero` */
+  min?: { ms: number; why: string };
+  /** Why 0 is refused (every duration but `zero: 'allowed'` ones must be > 0). */
+  zero?: string;
+  /** 0 has a meaning of its own for this key. */
+  zeroAllowed?: true;
+  /** Why the value must fit MAX_INT_MS (it feeds a timer or a Postgres int). Absent: no upper bound. */
+  intMs?: string;
+}
+
+/**
+ * A duration key: a string with a unit (or the number 0), in milliseconds. Every duration must be > 0 unless it says
+ * what 0 means: a 0 lease, timeout or window silently switches a guarantee off instead of failing at start (G6).
+ */
+const duration = (fallback: string, rule: DurationRule = {}) =>
   z
     .union([z.string(), z.number()])
     .transform((value, ctx) => {
       const ms = typeof value === 'number' ? (value === 0 ? 0 : undefined) : parseDuration(value);
-      if (ms === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `invalid duration ${JSON.stringify(value)}; use a number with a unit: 500ms, 5s, 30m, 24h, 168h`,
-        });
+      const fail = (message: string) => {
+        ctx.addIssue({ code: 'custom', message });
         return z.NEVER;
+      };
+      if (ms === undefined) {
+        return fail(`invalid duration ${JSON.stringify(value)}; use a number with a unit: 500ms, 5s, 30m, 24h, 168h`);
+      }
+      if (ms === 0 && rule.zeroAllowed) return ms;
+      if (ms <= 0)
+        return fail(`must be greater than 0: ${rule.zero ?? rule.min?.why ?? 'a 0 duration is no duration'}`);
+      if (rule.min && ms < rule.min.ms) {
+        return fail(`must be at least ${formatDuration(rule.min.ms)} (got ${formatDuration(ms)}): ${rule.min.why}`);
+      }
+      if (rule.intMs && ms > MAX_INT_MS) {
+        return fail(`must be at most ${MAX_INT_MS}ms (about 24.8 days; got ${formatDuration(ms)}): ${rule.intMs}`);
       }
       return ms;
     })
     .default(parseDuration(fallback) as number);
+
+const TIMER = 'it is a Node timer, and a longer one fires at once';
 
 const positiveInt = (fallback: number) => z.int().positive().default(fallback);
 
@@ -53,8 +86,11 @@ const databaseStorage = z.strictObject({
   batch_size: positiveInt(100),
   /** @defaultValue 10 */
   max_connections: positiveInt(10),
-  /** @defaultValue 30s */
-  transaction_timeout: duration('30s'),
+  /** Statement and idle timeout of a `processInTransaction` transaction. @defaultValue 30s */
+  transaction_timeout: duration('30s', {
+    zero: 'Postgres reads 0 as "no timeout", so a hung processor would hold its key\'s row lock forever',
+    intMs: 'Postgres holds this timeout as an int of milliseconds',
+  }),
   /** Added: answer completed keys from a Redis cache in front of the table. @defaultValue true */
   hot_cache: z.boolean().default(true),
 });
@@ -62,18 +98,34 @@ const databaseStorage = z.strictObject({
 const idempotency = z.strictObject({
   /** @defaultValue true */
   enabled: z.boolean().default(true),
-  /** @defaultValue 24h */
-  default_ttl: duration('24h'),
+  /** How long a key (and its stored result) is kept. Must be longer than `lease`. @defaultValue 24h */
+  default_ttl: duration('24h', { zero: '0 would expire every key as it is written, so every redelivery runs again' }),
   /** @defaultValue "idempotency:" */
   key_prefix: z.string().default('idempotency:'),
   /** @defaultValue 1h */
-  cleanup_interval: duration('1h'),
-  /** Rows deleted per cleanup statement. @defaultValue 100 */
+  cleanup_interval: duration('1h', { zero: 'an interval of 0 is not a schedule' }),
+  /**
+   * Rows deleted per cleanup statement. With the `database` storage it also sets `storage.database.batch_size` when
+   * that is not given. @defaultValue 100
+   */
   batch_size: positiveInt(100),
   /** Added: how long an in-progress claim is honoured before another caller may take over. @defaultValue 30s */
-  lease: duration('30s'),
-  /** Added: how long a duplicate waits for the first caller's result. @defaultValue 10s */
-  wait_timeout: duration('10s'),
+  lease: duration('30s', {
+    min: {
+      ms: 100,
+      why: 'a running processor renews its lease every third of it, and a shorter lease cannot be renewed in time, so a second caller takes the key and runs it again',
+    },
+    intMs: TIMER,
+  }),
+  /**
+   * Added: how long a duplicate waits for the first caller's result. Shorter than `lease`: a duplicate behind a crashed
+   * caller gives up (`EO_IDEMPOTENCY_IN_PROGRESS`, the queue redelivers it); longer: it waits and takes the key over.
+   * Both are safe. @defaultValue 10s
+   */
+  wait_timeout: duration('10s', {
+    zero: "0 makes a concurrent duplicate fail at once instead of getting the first caller's result",
+    intMs: TIMER,
+  }),
   storage: z
     .strictObject({
       /**
@@ -90,13 +142,29 @@ const idempotency = z.strictObject({
 
 const retryBackoff = z.strictObject({
   /** @defaultValue 1s */
-  initial_delay: duration('1s'),
-  /** @defaultValue 30m */
-  max_delay: duration('30m'),
+  initial_delay: duration('1s', {
+    zero: '0 retries at once, again and again: max_retries is spent in milliseconds and the event is marked failed',
+    intMs: 'the relay passes retry delays to Postgres as int milliseconds',
+  }),
+  /** At most 2^31-1 ms (about 24.8 days). @defaultValue 30m */
+  max_delay: duration('30m', { intMs: 'the relay passes retry delays to Postgres as int milliseconds' }),
   /** @defaultValue 2.0 */
   multiplier: z.number().min(1, 'must be >= 1 (delays must not shrink)').default(2),
   /** Spread each delay over [delay/2, delay]. @defaultValue true */
   jitter: z.boolean().default(true),
+});
+
+/** Added: the relay's circuit breaker around publishing (src/outbox/circuit-breaker.ts). */
+const circuitBreaker = z.strictObject({
+  /** `false`: the relay keeps claiming and backing off through a Redis outage instead of pausing. @defaultValue true */
+  enabled: z.boolean().default(true),
+  /** Consecutive publish failures (Redis unreachable, timeout, READONLY, OOM) that open the circuit. @defaultValue 5 */
+  failure_threshold: positiveInt(5),
+  /** How long an open circuit stops claims before one trial batch may go through. @defaultValue 10s */
+  open_for: duration('10s', {
+    zero: '0 would let a trial batch through at once, every time: the breaker would never pause anything',
+    intMs: TIMER,
+  }),
 });
 
 const outbox = z.strictObject({
@@ -105,37 +173,84 @@ const outbox = z.strictObject({
   /** Where outbox rows live. Only `database` can share your transaction. @defaultValue "database" */
   storage_type: z.enum(['redis', 'database']).default('database'),
   /** Fallback poll when no NOTIFY arrives. @defaultValue 5s */
-  poll_interval: duration('5s'),
+  poll_interval: duration('5s', {
+    min: {
+      ms: 10,
+      why: 'each poll is a claim query, and a shorter interval makes an idle relay a busy loop on Postgres',
+    },
+    intMs: TIMER,
+  }),
   /** Events claimed per relay transaction. @defaultValue 50 */
   batch_size: positiveInt(50),
   /** Failed publish attempts retried before an event is marked `failed`. @defaultValue 5 */
   max_retries: z.int().min(0).default(5),
   /** @defaultValue 24h */
-  cleanup_interval: duration('24h'),
+  cleanup_interval: duration('24h', { zero: 'an interval of 0 is not a schedule' }),
   /** Published and failed rows older than this are deleted by cleanup. @defaultValue 168h */
-  cleanup_after: duration('168h'),
+  cleanup_after: duration('168h', {
+    zero: '0 would delete failed events at the next cleanup, before anyone could replay them',
+  }),
   retry_backoff: retryBackoff.prefault({}),
-  /** Added: how long the Redis dedup marker of a published event lives. @defaultValue 24h */
-  dedup_window: duration('24h'),
+  /**
+   * Added: how long the Redis dedup marker of a published event lives. Must be longer than `claim_timeout`.
+   * @defaultValue 24h
+   */
+  dedup_window: duration('24h', {
+    min: { ms: 1000, why: "the marker's Redis TTL is whole seconds" },
+  }),
   /** Added: Redis list a job goes to; `{priority}` becomes `high` or `low`. @defaultValue "jobqueue:{priority}_priority" */
   queue_pattern: z.string().min(1).default('jobqueue:{priority}_priority'),
+  /**
+   * Added: Redis keys an event may name in `queue`, besides the two lists `queue_pattern` produces (always allowed).
+   * Patterns; `*` matches any run of characters, the rest is literal: `["orders:*", "emails"]`. An event naming any
+   * other key is refused by `storeInOutbox` and by the relay. Names containing `:eo:dedup:` (dedup markers) are never
+   * allowed, whatever the patterns say.
+   * @defaultValue [] (events may name only the `queue_pattern` lists)
+   */
+  allowed_queues: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .refine((p) => !p.includes('\u0000'), 'must not contain the NUL character'),
+    )
+    .default([]),
   /** Added: priority of events without a `priority` header. @defaultValue "low" */
   default_priority: z.enum(['high', 'low']).default('low'),
-  /** Added: claim loops per relay process, each with its own connection. @defaultValue 1 */
-  concurrency: positiveInt(1),
+  /**
+   * Added: claim loops per relay process, each with its own connection; 1..64 (more loops than that contend on the
+   * same rows instead of adding throughput, and exhaust Postgres connections). @defaultValue 1
+   */
+  concurrency: z.int().min(1).max(64).default(1),
   /** Added: a relay transaction idle longer than this is rolled back by Postgres, releasing its claim. @defaultValue 30s */
-  claim_timeout: duration('30s'),
-  /** Added: a Redis publish slower than this fails the batch (it is retried). @defaultValue 5s */
-  publish_timeout: duration('5s'),
+  claim_timeout: duration('30s', {
+    zero: '0 would roll back every batch before it is published',
+    intMs: 'Postgres holds idle_in_transaction_session_timeout as an int of milliseconds',
+  }),
+  /** Added: a Redis publish slower than this fails the batch (it is retried). Below `claim_timeout`. @defaultValue 5s */
+  publish_timeout: duration('5s', {
+    min: {
+      ms: 100,
+      why: 'a timed-out publish counts as a Redis outage, and ordinary latency (a GC pause, an fsync) would stop all publishing',
+    },
+    intMs: TIMER,
+  }),
   /** Added: rows of the oldest due events a claim looks at to find unlocked aggregates. @defaultValue 1000 */
   claim_window: positiveInt(1000),
+  /**
+   * Added: largest job (UTF-8 bytes of its JSON) the relay pushes; a larger event fails on its own (retried, then
+   * `failed`) instead of failing its batch. Keep it below Redis's proto-max-bulk-len (read with CONFIG GET when
+   * allowed) and well below your maxmemory headroom. @defaultValue 536870912 (Redis's default proto-max-bulk-len)
+   */
+  max_job_bytes: positiveInt(536_870_912),
+  circuit_breaker: circuitBreaker.prefault({}),
 });
 
 const metrics = z.strictObject({
   /** @defaultValue true */
   enabled: z.boolean().default(true),
-  /** How often backlog gauges are refreshed. @defaultValue 30s */
-  collection_interval: duration('30s'),
+  /** How often backlog gauges are refreshed; 0 refreshes them on every scrape. @defaultValue 30s */
+  collection_interval: duration('30s', { zeroAllowed: true }),
   /** @defaultValue [0.001, 0.01, 0.1, 1, 10] */
   histogram_buckets: z
     .array(z.number().positive())
@@ -153,25 +268,92 @@ const admin = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   /** Added. @defaultValue 8080 */
   port: z.int().min(0).max(65535).default(8080),
-  /** Added: bearer token for mutating endpoints (env `ADMIN_TOKEN`). @defaultValue unset */
-  token: z.string().min(1).optional(),
+  /**
+   * Added: bearer token for mutating endpoints (env `ADMIN_TOKEN`). Must be a valid Bearer credential (RFC 6750:
+   * letters, digits, `-._~+/`, optional `=` padding); empty is refused rather than read as "no token". @defaultValue unset
+   */
+  token: z
+    .string()
+    .superRefine((token, ctx) => {
+      const problem = bearerTokenProblem(token);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
   /** Added: require the token for reads too. @defaultValue false */
   protect_reads: z.boolean().default(false),
   /** Added: largest accepted request body in bytes. @defaultValue 1048576 */
   body_limit: positiveInt(1_048_576),
 });
 
-const connection = (fallbackUrl: string) =>
-  z.strictObject({ url: z.string().min(1).default(fallbackUrl) }).prefault({});
+/**
+ * A connection URL, checked here so a typo fails at start naming the key and the environment variable, instead of
+ * a driver error much later (pg reads `not a url` as the host `base`). Passwords are never echoed.
+ */
+const serviceUrl = (fallbackUrl: string, protocols: string[], env: string, example: string) =>
+  z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      // A leading '/' is a Unix socket directory (pg) or socket path (ioredis).
+      if (value.startsWith('/')) return;
+      let protocol: string | undefined;
+      try {
+        protocol = new URL(value).protocol;
+      } catch {
+        protocol = undefined;
+      }
+      if (protocol === undefined || !protocols.includes(protocol)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `not a ${protocols[0]}// URL (env ${env} sets this key); expected e.g. ${example}`,
+        });
+      }
+    })
+    .default(fallbackUrl);
+
+const connectTimeout = () =>
+  duration('5s', {
+    zero: '0 waits forever for a server that accepts the connection and never answers',
+    intMs: TIMER,
+  });
+
+const database = z
+  .strictObject({
+    url: serviceUrl(
+      'postgres://postgres:postgres@127.0.0.1:5432/postgres',
+      ['postgres:', 'postgresql:', 'socket:'],
+      'DATABASE_URL',
+      'postgres://user:password@host:5432/database',
+    ),
+    /** Added: a new Postgres connection that is not ready within this fails (TCP connect and startup). @defaultValue 5s */
+    connect_timeout: connectTimeout(),
+    /**
+     * Added: `statement_timeout` of the relay's and the operator commands' connections (migrations have none: an
+     * index build may take long). The relay's claim and `processInTransaction` set their own. @defaultValue 30s
+     */
+    statement_timeout: duration('30s', {
+      zero: 'Postgres reads 0 as "no timeout", so a statement stuck behind a lock would hold its connection forever',
+      intMs: 'Postgres holds this timeout as an int of milliseconds',
+    }),
+  })
+  .prefault({});
+
+const redis = z
+  .strictObject({
+    url: serviceUrl('redis://127.0.0.1:6379', ['redis:', 'rediss:'], 'REDIS_URL', 'redis://host:6379'),
+    /** Added: a Redis connection not established within this fails and is retried. @defaultValue 5s */
+    connect_timeout: connectTimeout(),
+  })
+  .prefault({});
 
 export const exactlyOnceSchema = z.strictObject({
   idempotency: idempotency.prefault({}),
   outbox: outbox.prefault({}),
   metrics: metrics.prefault({}),
   /** Added: reaches docker-compose's Postgres and a local one on the standard port. Env `DATABASE_URL` wins. */
-  database: connection('postgres://postgres:postgres@127.0.0.1:5432/postgres'),
+  database,
   /** Added. Env `REDIS_URL` wins. */
-  redis: connection('redis://127.0.0.1:6379'),
+  redis,
   admin: admin.prefault({}),
 });
 

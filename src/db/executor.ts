@@ -17,8 +17,9 @@ interface PgLike {
 }
 
 /**
- * Adapt the caller's transaction to an executor: a Kysely `Transaction` (or `Kysely`), or a pg client.
- * Both run the statement on the caller's own connection, inside whatever transaction it has open.
+ * Adapt a Kysely instance or transaction, or a pg client or pool, to an executor. Through a `Transaction` or a
+ * client the statement runs on the caller's own connection, inside whatever transaction it has open; see
+ * `autocommitHandle` for the handles that do not.
  *
  * @example await storeInOutbox(fromKysely(trx), event) // same as storeInOutbox(trx, event)
  */
@@ -29,21 +30,55 @@ export function toExecutor(trx: unknown): SqlExecutor {
 }
 
 export function fromKysely(trx: KyselyLike): SqlExecutor {
-  return {
+  const executor: SqlExecutor = {
     async query<R>(text: string, params: readonly unknown[]) {
       const result = await trx.executeQuery(CompiledQuery.raw(text, [...params]));
       return { rows: result.rows as R[] };
     },
   };
+  if (autocommitHandle(trx)) autocommitExecutors.add(executor);
+  return executor;
 }
 
 export function fromPg(client: PgLike): SqlExecutor {
-  return {
+  const executor: SqlExecutor = {
     async query<R>(text: string, params: readonly unknown[]) {
       const result = await client.query(text, [...params]);
       return { rows: result.rows as R[] };
     },
   };
+  if (autocommitHandle(client)) autocommitExecutors.add(executor);
+  return executor;
+}
+
+// Executors built on a pool or a root Kysely, so that wrapping one (`fromPg(pool)`) cannot slip past the writer's
+// "must be the caller's transaction" check (G1).
+const autocommitExecutors = new WeakSet<SqlExecutor>();
+
+/** What `autocommitHandle` answers, named for error messages. */
+export const AutocommitHandle = {
+  pool: 'a pg Pool',
+  kysely: 'a Kysely instance',
+  executor: 'an executor built on a pg Pool or a Kysely instance',
+} as const;
+export type AutocommitHandle = (typeof AutocommitHandle)[keyof typeof AutocommitHandle];
+
+/**
+ * What `value` is, when it runs each statement in autocommit on whichever pooled connection is free — a pg `Pool`, a
+ * root `Kysely` instance (not a `Transaction`), or an executor built on one — else `undefined`. Used by
+ * `storeInOutbox` to refuse handles that cannot share the caller's transaction. Structural, so it works with the
+ * caller's own copies of pg and Kysely.
+ */
+export function autocommitHandle(value: unknown): AutocommitHandle | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (autocommitExecutors.has(value as SqlExecutor)) return AutocommitHandle.executor;
+  const v = value as { isTransaction?: unknown; totalCount?: unknown; idleCount?: unknown; connect?: unknown };
+  if (isKysely(value)) return v.isTransaction === true ? undefined : AutocommitHandle.kysely;
+  // pg.Pool (and pg-pool compatibles) count their clients; a Client or PoolClient has no such fields.
+  if (typeof v.totalCount === 'number' && typeof v.idleCount === 'number' && typeof v.connect === 'function') {
+    return AutocommitHandle.pool;
+  }
+  return undefined;
 }
 
 function isKysely(value: unknown): value is KyselyLike {

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { fromPg, type SqlExecutor } from '../db/executor.js';
 import { NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
+import { fromJsonbValue, toJsonbText } from './jsonb-codec.js';
 import type { KeyRef } from './keys.js';
 import type {
   ClaimOutcome,
@@ -31,6 +32,8 @@ const COLUMNS = 'queue_name, tenant_id, key_id, status, result, fingerprint, cre
  * takeover) or leaves the row alone, and Postgres serialises concurrent claimants on the row.
  *
  * Statements take an optional executor so the transactional form can run the same SQL inside the caller's transaction.
+ * Completion and release are fenced by `claim_token` (G4): a caller whose lease lapsed and was taken over changes
+ * nothing. Results go through jsonb-codec.ts, so results jsonb would refuse (NUL, lone surrogates) are stored too.
  */
 export class DatabaseStore implements IdempotencyStore {
   readonly kind = 'database' as const;
@@ -137,7 +140,7 @@ export class DatabaseStore implements IdempotencyStore {
     _fingerprint: string | null = null,
     exec: SqlExecutor = this.exec,
   ): Promise<boolean> {
-    const { rows } = await this.run(exec, this.sql.complete, [...pkParams(ref), token, resultJson, ttlMs]);
+    const { rows } = await this.run(exec, this.sql.complete, [...pkParams(ref), token, toJsonbText(resultJson), ttlMs]);
     return rows.length > 0;
   }
 
@@ -152,7 +155,11 @@ export class DatabaseStore implements IdempotencyStore {
   }
 
   async create(ref: KeyRef, valueJson: string, ttlMs: number): Promise<IdempotencyRecord | undefined> {
-    const { rows } = await this.run<RecordRow>(this.exec, this.sql.create, [...pkParams(ref), valueJson, ttlMs]);
+    const { rows } = await this.run<RecordRow>(this.exec, this.sql.create, [
+      ...pkParams(ref),
+      toJsonbText(valueJson),
+      ttlMs,
+    ]);
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
 
@@ -267,7 +274,7 @@ function toRecord(row: RecordRow): IdempotencyRecord {
     tenantId: row.tenant_id,
     keyId: row.key_id,
     status: row.status,
-    result: row.result ?? null,
+    result: fromJsonbValue(row.result),
     fingerprint: row.fingerprint,
     createdAt: row.created_at,
     expiresAt: row.expires_at,

@@ -1,20 +1,32 @@
+import { IdempotencyHookAbortedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { IdempotencyKey } from './keys.js';
 
 /**
  * Lifecycle callbacks, the reference document's `ProcessingHook` in TypeScript idiom. `jobId` is the key's id.
- * Hooks run one after another in registration order and are awaited; a hook that throws (or rejects) is logged and
- * skipped, it never changes the outcome of processing.
+ * Hooks run one after another in registration order and are awaited.
+ *
+ * As in the reference document, where `BeforeProcessing` returns an error that aborts processing, a
+ * `beforeProcessing` hook that throws (or rejects) aborts the call: the processor does not run, the key is released
+ * (a retry can run), later hooks are skipped, and the caller gets `IdempotencyHookAbortedError` with the hook's error
+ * as `cause`. `afterProcessing` and `onDuplicate` run once the outcome is settled, so one that throws is logged and
+ * skipped: it never changes the outcome (the result is already stored).
  *
  * @example
  * service.registerHook({
+ *   beforeProcessing: (jobId) => {
+ *     if (paused.has(jobId)) throw new Error('tenant paused'); // the caller gets IdempotencyHookAbortedError
+ *   },
  *   onDuplicate: (jobId) => logger.info({ jobId }, 'duplicate job detected'),
  * });
  */
 export interface ProcessingHook {
-  /** After the key was claimed, right before the processor runs. */
+  /** After the key was claimed, right before the processor runs. Throwing aborts the call (see above). */
   beforeProcessing?(jobId: string, key: IdempotencyKey): unknown;
-  /** After the processor finished and its key was stored (success) or released (`error` set). */
+  /**
+   * After the processor finished and its key was stored (success) or released (`error` set: the processor's error, or
+   * `IdempotencyLeaseLostError`). Not called when a `beforeProcessing` hook aborted the call.
+   */
   afterProcessing?(jobId: string, result: unknown, error: unknown): unknown;
   /** When the key was already completed; `existingResult` is the stored result. */
   onDuplicate?(jobId: string, existingResult: unknown): unknown;
@@ -33,9 +45,15 @@ export class HookRegistry {
     };
   }
 
+  /** Throws `IdempotencyHookAbortedError` for the first hook that throws; the hooks after it do not run. */
   async before(jobId: string, key: IdempotencyKey): Promise<void> {
-    for (const hook of this.hooks)
-      await this.call('beforeProcessing', jobId, () => hook.beforeProcessing?.(jobId, key));
+    for (const hook of this.hooks) {
+      try {
+        await hook.beforeProcessing?.(jobId, key);
+      } catch (err) {
+        throw new IdempotencyHookAbortedError(jobId, { cause: err });
+      }
+    }
   }
 
   async after(jobId: string, result: unknown, error: unknown): Promise<void> {

@@ -70,8 +70,11 @@ export class HotCacheStore implements IdempotencyStore {
     ttlMs: number,
     fingerprint: string | null,
   ): Promise<boolean> {
+    const sentAt = Date.now();
     const done = await this.db.complete(ref, token, resultJson, ttlMs);
-    if (done) await this.rememberJson(ref, resultJson, ttlMs, fingerprint);
+    // Postgres started the TTL somewhere after `sentAt`: the cached copy ends no later than the row, or a cache hit
+    // would answer "duplicate" for a key that already expired.
+    if (done) await this.rememberJson(ref, resultJson, ttlMs - (Date.now() - sentAt), fingerprint);
     return done;
   }
 
@@ -143,6 +146,7 @@ export class HotCacheStore implements IdempotencyStore {
     fingerprint: string | null,
     createdAt = new Date(),
   ): Promise<void> {
+    if (ttlMs <= 0) return;
     const { encoding, payload } = encodePayload(resultJson, this.options.compression);
     const expires = Date.now() + ttlMs;
     const header = `eo1|c|${encoding}|0|${expires}|${createdAt.getTime()}||${fingerprintHex(fingerprint)}|`;

@@ -13,6 +13,8 @@ export type {
   DedupStats,
   IdempotencyServiceOptions,
   ProcessOptions,
+  Processor,
+  ProcessorContext,
   ProcessResult,
 } from './service-types.js';
 export type { TransactionalProcessor } from './transactional.js';

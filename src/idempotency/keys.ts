@@ -1,4 +1,5 @@
 import { IdempotencyKeyInvalidError } from '../errors.js';
+import { textProblem } from './json-value.js';
 
 /**
  * What a job is deduplicated on. Two keys are the same key when queue, tenant and id are all equal, so the same id
@@ -94,6 +95,8 @@ function checkPart(field: string, value: unknown, allowEmpty: boolean): void {
   if (value.length > MAX_KEY_PART_LENGTH) {
     throw new IdempotencyKeyInvalidError(field, `must be at most ${MAX_KEY_PART_LENGTH} characters`);
   }
-  // Postgres text cannot hold NUL; refusing it everywhere keeps the stores interchangeable.
-  if (value.includes('\0')) throw new IdempotencyKeyInvalidError(field, 'must not contain NUL characters');
+  // Postgres text cannot hold NUL, and a lone surrogate reaches it as U+FFFD, so two different ids would share one
+  // record; refusing both everywhere keeps the stores interchangeable.
+  const problem = textProblem(value);
+  if (problem) throw new IdempotencyKeyInvalidError(field, `must be valid text without NUL: it ${problem}`);
 }

@@ -7,6 +7,7 @@ import {
   IdempotencyKeyExistsError,
   IdempotencyKeyInvalidError,
   IdempotencyKeyMismatchError,
+  IdempotencyLeaseLostError,
   IdempotencyStorageError,
   IdempotencyTransactionUnsupportedError,
 } from '../errors.js';
@@ -15,27 +16,22 @@ import { createIdempotencyStore } from './create-store.js';
 import { DatabaseStore } from './database-store.js';
 import { HookRegistry, type ProcessingHook } from './hooks.js';
 import { HotCacheStore } from './hot-cache-store.js';
+import { jsonValueProblem } from './json-value.js';
 import { type IdempotencyKey, type KeyRef, keyWithTtl, refOf, validateKey, validateRef } from './keys.js';
 import { holdingLease } from './lease.js';
 import type { IdempotencyMetrics } from './metrics.js';
+import { CallFailure, type RunDeps, runProcessor } from './run-processor.js';
 import type {
   CreateRecordInput,
   DedupStats,
   IdempotencyServiceOptions,
   ProcessOptions,
+  Processor,
   ProcessResult,
 } from './service-types.js';
 import { StatsBuffer } from './stats-buffer.js';
 import { type AttemptOutcome, attemptInTransaction, type TransactionalProcessor } from './transactional.js';
 import type { ClaimRequest, IdempotencyRecord, IdempotencyStore } from './types.js';
-
-/** Thrown through `execute` so a processor's own error is told apart from a storage failure. */
-class ProcessorFailure {
-  constructor(
-    readonly error: unknown,
-    readonly seconds: number,
-  ) {}
-}
 
 type Attempt<T> = (ref: KeyRef, claim: ClaimRequest, deadline: number) => Promise<AttemptOutcome<T>>;
 
@@ -56,6 +52,7 @@ export class IdempotencyService {
   private readonly metrics: IdempotencyMetrics;
   private readonly hooks: HookRegistry;
   private readonly stats: StatsBuffer;
+  private readonly runDeps: RunDeps;
   private readonly disposeStore: () => Promise<void>;
   private closed: Promise<void> | undefined;
 
@@ -73,6 +70,11 @@ export class IdempotencyService {
     this.store = created.store;
     this.disposeStore = created.dispose;
     this.stats = new StatsBuffer(this.store, this.logger);
+    this.runDeps = {
+      hooks: this.hooks,
+      logger: this.logger,
+      succeeded: (queueName, seconds) => this.metric('success', queueName, seconds),
+    };
   }
 
   /**
@@ -90,32 +92,49 @@ export class IdempotencyService {
    * `IdempotencyInProgressError`. A processor error releases the key and is rethrown. The result is stored as JSON
    * for the key's `ttl`.
    *
+   * The processor gets `{ signal, key }`: `signal` fires when the lease is lost (see `ProcessorContext`). A call that
+   * lost its lease ends with `IdempotencyLeaseLostError` (its completion is fenced by the claim token, so it never
+   * overwrites the record of whoever took the key over); its effect may still have happened, so side effects that must
+   * happen exactly once across a lease loss belong in `processInTransaction`. If the lease lapsed but nobody claimed
+   * the key in between, the completion is accepted and the result returned as usual.
+   *
    * @example
-   * const r = await service.processWithIdempotency(key, async () => chargeCard(order), { fingerprint: sha256(body) });
+   * const r = await service.processWithIdempotency(key, async ({ signal }) => chargeCard(order, { signal }), {
+   *   fingerprint: sha256(body),
+   * });
    * if (r.duplicate) logger.info('already charged');
    */
   async processWithIdempotency<T>(
     key: IdempotencyKey,
-    processor: () => Promise<T> | T,
+    processor: Processor<T>,
     options: ProcessOptions = {},
   ): Promise<ProcessResult<T>> {
     return this.execute(key, options, async (ref, claim) => {
+      const claimedAt = Date.now();
       const outcome = await this.op(ref.queueName, 'claim', () => this.store.claim(ref, claim));
       if (outcome.kind !== 'claimed') return outcome;
+      const controller = new AbortController();
       const ran = await holdingLease(
         {
           ref,
           leaseMs: claim.leaseMs,
+          claimedAt,
           renew: () => this.op(ref.queueName, 'renew', () => this.store.renew(ref, claim.token, claim.leaseMs)),
           release: () => this.op(ref.queueName, 'release', () => this.store.release(ref, claim.token)),
           logger: this.logger,
+          controller,
         },
-        () => this.runProcessor(key, processor),
+        (signal) => runProcessor(this.runDeps, key, () => processor({ signal, key }), signal),
       );
-      const stored = await this.completeWithRetry(ref, claim, ran.json);
-      if (!stored) {
-        this.metric('storageError', ref.queueName, 'lost_claim');
-        this.logger.warn({ key: key.id, queue: key.queueName }, 'idempotency lease was lost while processing');
+      if (!(await this.completeWithRetry(ref, claim, ran.json))) {
+        // Someone claimed the key after our lease lapsed (or deleted it): their record stands, ours is not stored.
+        // The signal fires now if the lease check had not noticed yet (work the processor left running learns too).
+        if (!controller.signal.aborted) {
+          controller.abort(
+            new IdempotencyLeaseLostError(key.id, 'another caller took the key over, or it was deleted'),
+          );
+        }
+        throw new CallFailure(controller.signal.reason, 'lease');
       }
       return { kind: 'ran', ...ran };
     });
@@ -144,13 +163,16 @@ export class IdempotencyService {
     return this.execute(key, options, async (ref, claim, deadline) => {
       const cached = cache && (await cache.lookup(ref));
       if (cached) return { kind: 'completed', record: cached };
+      const startedAt = Date.now(); // the row's TTL starts later, inside the transaction
       const outcome = await this.op(ref.queueName, 'transaction', () =>
         attemptInTransaction<T, DB>(
           { db, ref, claim, deadline, transactionTimeoutMs: this.cfg.storage.database.transactionTimeout },
-          (trx, client) => this.runProcessor(key, () => processor(trx, client)),
+          (trx, client) => runProcessor(this.runDeps, key, () => processor(trx, client)),
         ),
       );
-      if (outcome.kind === 'ran' && cache) await cache.rememberJson(ref, outcome.json, key.ttl, claim.fingerprint);
+      if (outcome.kind === 'ran' && cache) {
+        await cache.rememberJson(ref, outcome.json, key.ttl - (Date.now() - startedAt), claim.fingerprint);
+      }
       if (outcome.kind === 'completed' && cache) await cache.remember(outcome.record);
       return outcome;
     });
@@ -203,6 +225,9 @@ export class IdempotencyService {
     if (!Number.isInteger(ttlMs) || ttlMs <= 0) {
       throw new IdempotencyKeyInvalidError('ttl', 'must be a positive integer number of milliseconds');
     }
+    // JSON.stringify would store Infinity or NaN as null: refuse rather than store something else than was given.
+    const problem = jsonValueProblem(input.value, 'value', { text: false });
+    if (problem) throw new IdempotencyKeyInvalidError('value', problem);
     let json: string | undefined;
     try {
       json = JSON.stringify(input.value);
@@ -223,8 +248,8 @@ export class IdempotencyService {
   }
 
   /**
-   * Remove expired records in batches (`storage.database.batch_size` for Postgres, `batch_size` otherwise), each batch
-   * its own short statement. Returns how many were removed. Scheduling is the caller's (once per cluster).
+   * Remove expired records in batches (`storage.database.batch_size` for Postgres, which `idempotency.batch_size`
+   * sets when given alone; `batch_size` otherwise), each batch its own short statement. Returns how many were removed. Scheduling is the caller's (once per cluster).
    */
   cleanup(): Promise<number> {
     const batch = this.store instanceof DatabaseStore || this.store instanceof HotCacheStore;
@@ -277,10 +302,12 @@ export class IdempotencyService {
       try {
         outcome = await attempt(ref, claim, deadline);
       } catch (err) {
-        if (!(err instanceof ProcessorFailure)) throw err;
-        this.metric('failure', key.queueName, err.seconds);
+        if (!(err instanceof CallFailure)) throw err;
+        if (err.seconds !== undefined) this.metric('failure', key.queueName, err.seconds);
+        if (err.cause === 'lease') this.metric('storageError', key.queueName, 'lost_claim');
         this.stats.record(key.queueName, key.tenantId, false);
-        await this.hooks.after(key.id, undefined, err.error);
+        // A hook abort means processing never started: there is nothing to report "after".
+        if (err.cause !== 'hook') await this.hooks.after(key.id, undefined, err.error);
         throw err.error;
       }
       if (outcome.kind === 'ran') {
@@ -314,23 +341,6 @@ export class IdempotencyService {
     }
   }
 
-  /** beforeProcessing hooks, then the processor; its result JSON-encoded once, its error wrapped. */
-  private async runProcessor<T>(
-    key: IdempotencyKey,
-    processor: () => Promise<T> | T,
-  ): Promise<{ result: T; json: string }> {
-    await this.hooks.before(key.id, key);
-    const started = performance.now();
-    let result: T;
-    try {
-      result = await processor();
-    } catch (error) {
-      throw new ProcessorFailure(error, (performance.now() - started) / 1000);
-    }
-    this.metric('success', key.queueName, (performance.now() - started) / 1000);
-    return { result, json: this.toJson(key, result) };
-  }
-
   /** Storing the result is retried briefly: the side effect already happened, a lost result means a second run. */
   private async completeWithRetry(ref: KeyRef, claim: ClaimRequest, json: string): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
@@ -345,16 +355,6 @@ export class IdempotencyService {
     }
   }
 
-  private toJson(key: IdempotencyKey, result: unknown): string {
-    try {
-      const json = JSON.stringify(result);
-      if (json !== undefined) return json;
-    } catch (err) {
-      this.logger.error({ err, key: key.id }, 'processor result is not JSON-serialisable; duplicates will get null');
-    }
-    return 'null';
-  }
-
   private databaseStore(): DatabaseStore {
     if (this.store instanceof DatabaseStore) return this.store;
     if (this.store instanceof HotCacheStore) return this.store.db;
@@ -367,7 +367,7 @@ export class IdempotencyService {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof ProcessorFailure) throw err;
+      if (err instanceof CallFailure) throw err;
       this.metric('storageError', queueName, operation);
       if (err instanceof ExactlyOnceError) throw err;
       throw new IdempotencyStorageError(operation, { cause: err });

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import type { Logger } from '../logger.js';
+import type { IdempotencyKey } from './keys.js';
 import type { IdempotencyMetrics } from './metrics.js';
 
 export interface IdempotencyServiceOptions {
@@ -15,6 +16,22 @@ export interface IdempotencyServiceOptions {
   logger?: Logger;
   metrics?: IdempotencyMetrics;
 }
+
+/** What `processWithIdempotency` hands its processor. */
+export interface ProcessorContext {
+  /**
+   * Fires when this call's claim on the key is lost: the lease ran out before it could be renewed (the event loop was
+   * blocked, or the store unreachable, for longer than `idempotency.lease`), or a renewal found the key taken over or
+   * deleted. Its `reason` is an `IdempotencyLeaseLostError`. From then on another caller may run the same key: check
+   * `signal.aborted` (or `signal.throwIfAborted()`) before an effect, or pass the signal to `fetch` and friends.
+   * A timer fires it, so a processor that blocks the event loop sees it at its next `await`.
+   */
+  readonly signal: AbortSignal;
+  readonly key: IdempotencyKey;
+}
+
+/** The processor of `processWithIdempotency`; processors that take no argument are fine too. */
+export type Processor<T> = (context: ProcessorContext) => Promise<T> | T;
 
 export interface ProcessOptions {
   /**

@@ -1,176 +1,212 @@
-import PgBoss from 'pg-boss';
-import { ExactlyOnceError, MaintenanceError, PgErrorCode, sqlState } from '../errors.js';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createPool } from '../db/pool.js';
+import { ExactlyOnceError, MaintenanceError, NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
-import { intervalToCron } from './cron.js';
 import { type CleanupDeps, type CleanupReport, runCleanup } from './run-cleanup.js';
+import {
+  claimTick,
+  msUntilClaimable,
+  registerSchedule,
+  releaseLease,
+  renewLease,
+  SCHEDULE_TABLE,
+  unregisterSchedule,
+} from './schedule-sql.js';
 
-/** pg-boss's tables live in their own schema, so a pg-boss of another version in the same database never clashes. */
-export const MAINTENANCE_SCHEMA = 'exactly_once_pgboss';
-/** One pg-boss queue (and schedule of the same name) per cleanup type. */
-export const CLEANUP_QUEUES = {
-  idempotency: 'exactly-once-cleanup-idempotency',
-  outbox: 'exactly-once-cleanup-outbox',
-} as const;
+export { SCHEDULE_TABLE };
 
-export type ScheduledCleanupType = keyof typeof CLEANUP_QUEUES;
+export const SCHEDULED_CLEANUP_TYPES = ['idempotency', 'outbox'] as const;
+export type ScheduledCleanupType = (typeof SCHEDULED_CLEANUP_TYPES)[number];
 
-/** One cleanup this process ran for a pg-boss job (a cron tick or `trigger()`). */
+/** One scheduled cleanup this process ran. Times are the database's clock. */
 export interface ScheduledRun {
   type: ScheduledCleanupType;
-  jobId: string;
+  /** The tick it ran for: a point on the `interval` grid. Each tick appears in exactly one run in the cluster. */
+  dueAt: Date;
+  startedAt: Date;
+  /** Absent when the lease was lost during the run (another replica may have started the next one). */
+  finishedAt: Date | undefined;
+  /** Which replica ran it (`MaintenanceOptions.replicaId`). */
+  replica: string;
   report?: CleanupReport;
   error?: unknown;
 }
 
 export interface MaintenanceOptions extends CleanupDeps {
-  /** Postgres URL for pg-boss's own small pool (the database the outbox lives in). */
+  /** Postgres URL for the scheduler's own small pool (the database the outbox lives in). */
   connectionString: string;
-  /** @defaultValue "exactly_once_pgboss" */
-  schema?: string;
+  /** Intervals in milliseconds. @defaultValue `idempotency.cleanup_interval` and `outbox.cleanup_interval` */
+  intervals?: Partial<Record<ScheduledCleanupType, number>>;
   /**
-   * Register the cron schedules. Every replica may do so (it is an upsert); pg-boss's timekeeper then sends each
-   * tick once per cluster, and one replica's worker takes the job. @defaultValue true
+   * A run holds the schedule this long, renewed every third of it while it lasts; a replica that dies mid-run
+   * blocks the next tick for at most this long. @defaultValue 60000
    */
-  schedule?: boolean;
-  /** Cron expressions. @defaultValue from `idempotency.cleanup_interval` and `outbox.cleanup_interval` */
-  cron?: Partial<Record<ScheduledCleanupType, string>>;
-  /** How often this replica's workers look for a cleanup job, in seconds (>= 0.5). @defaultValue 10 */
-  pollingIntervalSeconds?: number;
-  /** Extra pg-boss constructor options (tests shorten `cronMonitorIntervalSeconds`). */
-  boss?: Partial<PgBoss.ConstructorOptions>;
-  /** Called after each job this process ran; for logs, metrics and tests. */
+  leaseMs?: number;
+  /**
+   * The longest a replica sleeps before it looks at the timetable again (another replica's deploy may have shortened
+   * the interval). @defaultValue 30000
+   */
+  maxSleepMs?: number;
+  /** Names this replica in `running_by` and in logs. @defaultValue `<hostname>:<pid>:<random>` */
+  replicaId?: string;
+  /** Called after each run this process made; for logs, metrics and tests. */
   onRun?: (run: ScheduledRun) => void;
 }
 
 export interface MaintenanceHandle {
-  /** The schedules this process registered (type, pg-boss queue, cron). */
-  readonly schedules: readonly { type: ScheduledCleanupType; queue: string; cron: string }[];
-  /** Enqueue a cleanup job now; whichever replica's worker is free runs it. Resolves to the job id. */
-  trigger(type: ScheduledCleanupType): Promise<string | null>;
+  /** The cleanups this process takes part in, with the interval it registered. */
+  readonly schedules: readonly { type: ScheduledCleanupType; intervalMs: number }[];
+  readonly replicaId: string;
+  /** Stop taking ticks; waits for a run in progress to finish. */
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
- * Schedule cleanup once per cluster with pg-boss cron, and work cleanup jobs in this process. However many replicas
- * call this, each tick becomes one pg-boss job (pg-boss's timekeeper is itself cluster-wide: a row lock picks the
- * replica that evaluates cron, and the tick's job carries a one-minute singleton key), and a job is fetched by
- * one worker (`FOR UPDATE SKIP LOCKED`). The queues use pg-boss's `singleton` policy, so a slow run is never
- * overlapped by the next tick's.
+ * Run cleanup at its exact configured interval, once per cluster however many replicas call this. The timetable is a
+ * row per cleanup type in `exactly_once_maintenance` (created by `exactly-once migrate`); each replica sleeps until
+ * the next tick and then tries to claim it with one `UPDATE ... WHERE next_run_at <= now() RETURNING`: exactly one
+ * replica wins each tick, and its lease keeps any other replica from starting the next tick before this run ends.
+ * Ticks sit on a grid of the interval (`90m` runs every 90 minutes, `7d` every seven days), measured on the
+ * database's clock.
  *
- * Only the types this process can run are scheduled and worked: `idempotency` needs `deps.idempotency` and the
- * feature enabled; `outbox` needs the outbox enabled. A disabled type is unscheduled, so the cluster follows the
- * config most recently deployed.
+ * Only the types this process can run take part: `idempotency` needs `deps.idempotency` and the feature enabled;
+ * `outbox` needs the outbox enabled. A type whose feature is disabled is taken off the timetable, so the cluster
+ * follows the config deployed last.
  *
  * @example
  * await using maintenance = await startMaintenance({ connectionString: config.database.url, config, pool, idempotency });
  */
 export async function startMaintenance(options: MaintenanceOptions): Promise<MaintenanceHandle> {
-  const log = (options.logger ?? silentLogger).child({ component: 'maintenance' });
-  const boss = new PgBoss({
-    connectionString: options.connectionString,
-    schema: options.schema ?? MAINTENANCE_SCHEMA,
-    max: 3,
+  const replicaId = options.replicaId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const log = (options.logger ?? silentLogger).child({ component: 'maintenance', replica: replicaId });
+  const leaseMs = options.leaseMs ?? 60_000;
+  const maxSleepMs = options.maxSleepMs ?? 30_000;
+  // Its own two connections: the timetable's statements never wait behind the relay's pool, and a run's heartbeat
+  // never waits behind another type's claim.
+  const pool = createPool(options.connectionString, log, {
+    max: 2,
+    statementTimeoutMs: 10_000,
     application_name: 'exactly-once-maintenance',
-    ...options.boss,
   });
-  // An 'error' event without a listener would crash the process; pg-boss retries on its own.
-  boss.on('error', (err) => log.warn({ err }, 'pg-boss background error'));
-  try {
-    await boss.start();
-  } catch (err) {
-    throw new MaintenanceError(`could not start pg-boss: ${(err as Error).message}`, { cause: err });
-  }
 
-  const types: ScheduledCleanupType[] = [];
-  const disabled: ScheduledCleanupType[] = [];
-  if (options.config.idempotency.enabled && options.idempotency) types.push('idempotency');
-  else disabled.push('idempotency');
-  if (options.config.outbox.enabled) types.push('outbox');
-  else disabled.push('outbox');
-
-  const cron: Record<ScheduledCleanupType, string> = {
-    idempotency: options.cron?.idempotency ?? intervalToCron(options.config.idempotency.cleanupInterval),
-    outbox: options.cron?.outbox ?? intervalToCron(options.config.outbox.cleanupInterval),
+  const intervals: Record<ScheduledCleanupType, number> = {
+    idempotency: options.intervals?.idempotency ?? options.config.idempotency.cleanupInterval,
+    outbox: options.intervals?.outbox ?? options.config.outbox.cleanupInterval,
   };
-  const schedules = types.map((type) => ({ type, queue: CLEANUP_QUEUES[type], cron: cron[type] }));
+  const runs = (type: ScheduledCleanupType) =>
+    type === 'idempotency'
+      ? options.config.idempotency.enabled && !!options.idempotency
+      : options.config.outbox.enabled;
+  const schedules = SCHEDULED_CLEANUP_TYPES.filter(runs).map((type) => ({ type, intervalMs: intervals[type] }));
 
   try {
-    // Replicas starting together deadlock inside pg-boss's DDL (create_queue makes a partition table); retry.
-    await retryOnDeadlock(async () => {
-      for (const { queue } of schedules) await ensureQueue(boss, queue);
-      if (options.schedule === false) return;
-      for (const { queue, cron: expression } of schedules) await boss.schedule(queue, expression, {}, { tz: 'UTC' });
-      for (const type of disabled) await boss.unschedule(CLEANUP_QUEUES[type]);
-    });
-    for (const { type, queue, cron: expression } of schedules) {
-      await boss.work<Record<string, never>>(
-        queue,
-        { pollingIntervalSeconds: options.pollingIntervalSeconds ?? 10 },
-        async ([job]) => {
-          if (job) await runJob(options, log, type, job.id);
-        },
-      );
-      if (options.schedule !== false) log.info({ type, cron: expression }, 'cleanup scheduled');
+    for (const type of SCHEDULED_CLEANUP_TYPES) {
+      if (runs(type)) await registerSchedule(pool, type, intervals[type]);
+      else await unregisterSchedule(pool, type);
     }
   } catch (err) {
-    await boss.stop({ graceful: false }).catch(() => {});
-    throw new MaintenanceError(`could not schedule cleanup: ${(err as Error).message}`, { cause: err });
+    await pool.end().catch(() => {});
+    const cause =
+      sqlState(err) === PgErrorCode.undefinedTable ? new NotMigratedError(SCHEDULE_TABLE, { cause: err }) : err;
+    throw new MaintenanceError(`could not schedule cleanup: ${(cause as Error).message}`, { cause });
   }
+
+  const stopping = new AbortController();
+  const loops = schedules.map(({ type, intervalMs }) => {
+    log.info({ type, intervalMs }, 'cleanup scheduled');
+    return tickLoop({ options, pool, log, type, replicaId, leaseMs, maxSleepMs, signal: stopping.signal });
+  });
 
   let stopped: Promise<void> | undefined;
   const stop = () => {
-    stopped ??= boss.stop({ graceful: true, wait: true, timeout: 30_000 }).catch((err) => {
-      log.warn({ err }, 'pg-boss did not stop cleanly');
-    });
+    stopped ??= (async () => {
+      stopping.abort();
+      await Promise.all(loops);
+      await pool.end().catch((err) => log.warn({ err }, 'maintenance pool did not close cleanly'));
+    })();
     return stopped;
   };
-  return {
-    schedules,
-    async trigger(type) {
-      if (!types.includes(type)) throw new MaintenanceError(`cleanup type "${type}" is not scheduled in this process`);
-      return boss.send(CLEANUP_QUEUES[type], {});
-    },
-    stop,
-    [Symbol.asyncDispose]: stop,
-  };
+  return { schedules, replicaId, stop, [Symbol.asyncDispose]: stop };
 }
 
-/** A cleanup job: never throws out of a feature that is off; real failures fail the pg-boss job (after logging). */
-async function runJob(options: MaintenanceOptions, log: Logger, type: ScheduledCleanupType, jobId: string) {
-  try {
-    const report = await runCleanup(options, type);
-    log.info({ type, jobId, report }, 'scheduled cleanup ran');
-    options.onRun?.({ type, jobId, report });
-  } catch (err) {
-    options.onRun?.({ type, jobId, error: err });
-    if (err instanceof ExactlyOnceError && err.code === 'EO_FEATURE_DISABLED') {
-      log.info({ type, jobId }, 'scheduled cleanup skipped: feature disabled');
-      return;
-    }
-    log.error({ err, type, jobId }, 'scheduled cleanup failed; the next tick tries again');
-    throw err;
-  }
+interface LoopContext {
+  options: MaintenanceOptions;
+  pool: ReturnType<typeof createPool>;
+  log: Logger;
+  type: ScheduledCleanupType;
+  replicaId: string;
+  leaseMs: number;
+  maxSleepMs: number;
+  signal: AbortSignal;
 }
 
-async function retryOnDeadlock(work: () => Promise<void>): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
+/** Claim-or-sleep until stopped. Never throws: a database error is logged and the loop tries again later. */
+async function tickLoop(ctx: LoopContext): Promise<void> {
+  const { pool, log, type, signal } = ctx;
+  let failures = 0;
+  while (!signal.aborted) {
+    let waitMs: number;
     try {
-      return await work();
+      const tick = await claimTick(pool, type, ctx.replicaId, ctx.leaseMs);
+      // After a run, look again at once: a tick that came due while it ran is ours to run next.
+      if (tick) await runTick(ctx, tick);
+      waitMs = tick ? 0 : ((await msUntilClaimable(pool, type)) ?? ctx.maxSleepMs);
+      failures = 0;
     } catch (err) {
-      if (sqlState(err) !== PgErrorCode.deadlockDetected || attempt >= 5) throw err;
-      await new Promise((r) => setTimeout(r, 50 + Math.random() * 200 * attempt));
+      failures += 1;
+      waitMs = Math.min(ctx.maxSleepMs, 500 * 2 ** Math.min(failures, 6));
+      log.warn({ err, type, retryInMs: waitMs }, 'cleanup schedule unavailable; trying again');
     }
+    if (waitMs > 0) await sleep(Math.min(waitMs, ctx.maxSleepMs), undefined, { signal }).catch(() => {});
   }
 }
 
-/** Create the queue unless it exists; replicas starting together race here, and losing the race is fine. */
-async function ensureQueue(boss: PgBoss, queue: string): Promise<void> {
-  if (await boss.getQueue(queue)) return;
+async function runTick(ctx: LoopContext, tick: { dueAt: Date; startedAt: Date }): Promise<void> {
+  const { pool, log, type, replicaId, leaseMs, options } = ctx;
+  let leaseLost = false;
+  const heartbeat = setInterval(() => {
+    renewLease(pool, type, replicaId, leaseMs).then(
+      (ours) => {
+        if (!ours && !leaseLost) {
+          leaseLost = true;
+          log.error({ type }, 'cleanup lease was lost during the run; another replica may run the next tick');
+        }
+      },
+      (err) => log.warn({ err, type }, 'could not renew the cleanup lease'),
+    );
+  }, leaseMs / 3);
+
+  let report: CleanupReport | undefined;
+  let error: unknown;
   try {
-    // retryLimit 0: a failed cleanup waits for the next tick instead of piling up retries.
-    await boss.createQueue(queue, { name: queue, policy: 'singleton', retryLimit: 0, expireInSeconds: 3600 });
+    report = await runCleanup(options, type);
+    log.info({ type, dueAt: tick.dueAt, report }, 'scheduled cleanup ran');
   } catch (err) {
-    if (!(await boss.getQueue(queue))) throw err;
+    if (err instanceof ExactlyOnceError && err.code === 'EO_FEATURE_DISABLED') {
+      log.info({ type }, 'scheduled cleanup skipped: feature disabled');
+    } else {
+      log.error({ err, type }, 'scheduled cleanup failed; the next tick tries again');
+    }
+    error = err;
+  } finally {
+    clearInterval(heartbeat);
   }
+  const failure = error === undefined ? undefined : error instanceof Error ? error.message : String(error);
+  const finishedAt = await releaseLease(pool, type, replicaId, failure).catch((err) => {
+    // The lease then runs out by itself after leaseMs.
+    log.warn({ err, type }, 'could not release the cleanup lease');
+    return undefined;
+  });
+  options.onRun?.({
+    type,
+    dueAt: tick.dueAt,
+    startedAt: tick.startedAt,
+    finishedAt,
+    replica: replicaId,
+    report,
+    error,
+  });
 }

@@ -75,6 +75,8 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   readonly outboxPublishedTotal: Counter;
   readonly outboxFailedTotal: Counter;
   readonly outboxRetriedTotal: Counter;
+  readonly outboxDuplicatesTotal: Counter;
+  readonly relayCircuitState: Gauge;
   readonly outboxProcessingDuration: Histogram;
   readonly storageOperations: Counter<'operation' | 'backend'>;
   readonly storageSizeGauge: Gauge<'backend'>;
@@ -84,6 +86,7 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   readonly redisRoundTripSeconds: Histogram;
   readonly maintenanceRuns: Counter<'type' | 'result'>;
   readonly maintenanceDeleted: Counter<'type'>;
+  readonly redisPersistenceEnabled: Gauge<'redis'>;
 
   constructor(options: MetricsOptions = {}) {
     const config = options.config;
@@ -148,6 +151,16 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
       help: 'Failed publish attempts of outbox events that were scheduled for another attempt.',
       registers,
     });
+    this.outboxDuplicatesTotal = new Counter({
+      name: 'exactly_once_outbox_duplicates_total',
+      help: 'Outbox events found already in Redis (their dedup marker existed: an earlier attempt pushed them and died before COMMIT); not pushed again, marked published.',
+      registers,
+    });
+    this.relayCircuitState = new Gauge({
+      name: 'exactly_once_relay_circuit_state',
+      help: "The relay's publish circuit breaker: 0 closed (publishing), 1 half-open (one trial batch), 2 open (no claims).",
+      registers,
+    });
     this.outboxProcessingDuration = new Histogram({
       name: 'exactly_once_outbox_processing_duration_seconds',
       help: 'Time one relay batch took from claim to commit.',
@@ -204,6 +217,15 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
       labelNames: ['type'],
       registers,
     });
+    this.redisPersistenceEnabled = new Gauge({
+      name: 'exactly_once_redis_persistence_enabled',
+      help:
+        'Whether the destination Redis (label: host:port) persists every job (AOF with appendfsync everysec or ' +
+        'always): 1 yes, 0 no (a Redis restart loses jobs already marked published). Checked at relay start; absent ' +
+        'in processes that never checked.',
+      labelNames: ['redis'],
+      registers,
+    });
   }
 
   /** Content-Type of `text()`, for the HTTP response. */
@@ -236,6 +258,14 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
 
   outboxRetried(count: number): void {
     if (count > 0) this.outboxRetriedTotal.inc(count);
+  }
+
+  outboxDuplicates(count: number): void {
+    if (count > 0) this.outboxDuplicatesTotal.inc(count);
+  }
+
+  breakerState(state: 'closed' | 'open' | 'half_open'): void {
+    this.relayCircuitState.set(state === 'closed' ? 0 : state === 'half_open' ? 1 : 2);
   }
 
   outboxBatch(size: number, seconds: number): void {
@@ -284,6 +314,11 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   trackStorageSize(source: StorageSizeSource): void {
     this.#sizeSource = source;
     this.#sizeAt = 0;
+  }
+
+  /** The relay's start-up check of the destination Redis (see `checkRedisPersistence`). */
+  redisPersistence(redis: string, durable: boolean): void {
+    this.redisPersistenceEnabled.set({ redis }, durable ? 1 : 0);
   }
 
   // --- maintenance ---

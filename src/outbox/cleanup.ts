@@ -1,5 +1,5 @@
 import { InvalidParameterError } from '../errors.js';
-import type { Queryable } from './inspect.js';
+import { type Queryable, queryOutbox } from './inspect.js';
 import { OUTBOX_TABLE } from './rows.js';
 
 export interface CleanupOutboxOptions {
@@ -46,7 +46,8 @@ export async function cleanupOutbox(db: Queryable, options: CleanupOutboxOptions
   let deleted = 0;
   let batches = 0;
   for (;;) {
-    const { rows } = await db.query<{ last_seq: string | null; any_old: boolean | null; deleted: number }>(
+    const { rows } = await queryOutbox<{ last_seq: string | null; any_old: boolean | null; deleted: number }>(
+      db,
       `WITH win AS (
          SELECT seq, created_at FROM ${OUTBOX_TABLE} WHERE seq > $1::bigint ORDER BY seq LIMIT $2
        ), del AS (

@@ -1,4 +1,4 @@
-import { InvalidParameterError } from '../errors.js';
+import { InvalidParameterError, NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
 import { UUID_RE } from './ids.js';
 import { OUTBOX_CHANNEL, OUTBOX_TABLE, type OutboxRow, rowToEvent } from './rows.js';
 import type { OutboxEvent, OutboxStatus } from './types.js';
@@ -7,6 +7,23 @@ import type { OutboxEvent, OutboxStatus } from './types.js';
 export interface Queryable {
   // biome-ignore lint/suspicious/noExplicitAny: matches pg's own signature so a Pool fits structurally
   query<R extends Record<string, unknown> = any>(text: string, params?: any[]): Promise<{ rows: R[] }>;
+}
+
+/**
+ * Run one statement against the outbox table; a missing table (SQLSTATE 42P01, never the message text) becomes
+ * `NotMigratedError`, which the admin API answers with 503 `EO_NOT_MIGRATED` and the CLI prints as one line.
+ */
+export async function queryOutbox<R extends Record<string, unknown>>(
+  db: Queryable,
+  text: string,
+  params?: unknown[],
+): Promise<{ rows: R[] }> {
+  try {
+    return await db.query<R>(text, params);
+  } catch (err) {
+    if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(OUTBOX_TABLE, { cause: err });
+    throw err;
+  }
 }
 
 export const OUTBOX_STATUSES: readonly OutboxStatus[] = ['pending', 'published', 'failed'];
@@ -49,7 +66,8 @@ export async function listOutboxEvents(db: Queryable, options: ListOutboxOptions
   }
   const after = options.cursor === undefined ? '0' : decodeCursor(options.cursor);
   // One row more than asked tells whether another page exists without a count(*).
-  const { rows } = await db.query<OutboxRow>(
+  const { rows } = await queryOutbox<OutboxRow>(
+    db,
     `SELECT * FROM ${OUTBOX_TABLE}
       WHERE seq > $1::bigint AND ($2::text IS NULL OR status = $2::text)
       ORDER BY seq
@@ -81,7 +99,8 @@ export interface RetryResult {
 export async function retryOutboxEvents(db: Queryable, selection: RetrySelection): Promise<RetryResult> {
   if ('ids' in selection) {
     const ids = validateIds(selection.ids);
-    const { rows } = await db.query<{ id: string }>(
+    const { rows } = await queryOutbox<{ id: string }>(
+      db,
       `UPDATE ${OUTBOX_TABLE}
           SET status = 'pending', retry_count = 0, next_attempt_at = now()
         WHERE id = ANY($1::uuid[]) AND status = 'failed'
@@ -95,7 +114,8 @@ export async function retryOutboxEvents(db: Queryable, selection: RetrySelection
   let retried = 0;
   for (;;) {
     // SKIP LOCKED: a row an operator's concurrent call already holds is theirs to replay.
-    const { rows } = await db.query<{ n: number }>(
+    const { rows } = await queryOutbox<{ n: number }>(
+      db,
       `WITH batch AS (
          SELECT seq FROM ${OUTBOX_TABLE} WHERE status = 'failed' ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED
        ), moved AS (
@@ -126,7 +146,8 @@ export interface OutboxBacklog {
  * @example const { pending, failed, oldestPendingAgeSeconds } = await outboxBacklog(pool);
  */
 export async function outboxBacklog(db: Queryable): Promise<OutboxBacklog> {
-  const { rows } = await db.query<{ pending: string; failed: string; age: number | null }>(
+  const { rows } = await queryOutbox<{ pending: string; failed: string; age: number | null }>(
+    db,
     `SELECT
        (SELECT count(*) FROM ${OUTBOX_TABLE} WHERE status = 'pending') AS pending,
        (SELECT count(*) FROM ${OUTBOX_TABLE} WHERE status = 'failed') AS failed,
@@ -159,7 +180,8 @@ function validateIds(ids: unknown): string[] {
 const CURSOR_RE = /^seq:(\d{1,19})$/;
 
 /** Opaque to callers; a base64url of the last seq seen. */
-function encodeCursor(seq: string): string {
+/** The `nextCursor` that continues a listing after the event with this `seq`. */
+export function encodeCursor(seq: string): string {
   return Buffer.from(`seq:${seq}`).toString('base64url');
 }
 

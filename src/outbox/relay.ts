@@ -1,11 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
-import { NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
+import { CircuitOpenError, NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { backoffDelay } from './backoff.js';
-import { Doorbell } from './doorbell.js';
-import { claimBatchSql, MARK_SQL, markPublishedSql } from './relay-sql.js';
+import { type BreakerPermit, type BreakerState, CircuitBreaker, type RelayHealth } from './circuit-breaker.js';
+import { Doorbell, ProducerSweep } from './doorbell.js';
+import { TestFault } from './fault-injection.js';
+import { type PublishSummary, planMarks, ZERO_SUMMARY } from './mark-plan.js';
+import { type ClaimRow, claimBatchSql, MARK_SQL, markPublishedSql, toClaimed } from './relay-sql.js';
 import { OUTBOX_TABLE } from './rows.js';
 import type { ClaimedEvent, Publisher, PublishOutcome } from './types.js';
 import { Wakeup } from './wakeup.js';
@@ -15,9 +18,15 @@ export interface RelayMetrics {
   outboxPublished(count: number): void;
   outboxFailed(count: number): void;
   outboxRetried?(count: number): void;
+  /** Events found already in Redis (an earlier attempt pushed them and did not commit); counted in published too. */
+  outboxDuplicates?(count: number): void;
+  /** The publish circuit breaker changed state. */
+  breakerState?(state: BreakerState): void;
   outboxBatch(size: number, seconds: number): void;
   redisRoundTrip(seconds: number): void;
 }
+
+export type { RelayHealth };
 
 export interface RelayOptions {
   config: Config;
@@ -30,23 +39,14 @@ export interface RelayOptions {
   relayId?: string;
 }
 
-/** Counts of one batch or of a drain. `duplicates` were already in Redis (a crashed relay's work) and count as published. */
-export interface PublishSummary {
-  claimed: number;
-  published: number;
-  duplicates: number;
-  retried: number;
-  failed: number;
-  held: number;
+export type { PublishSummary };
+
+/** A circuit-breaker permit and whether a publish used it. */
+interface Gate {
+  permit: BreakerPermit;
+  used: boolean;
 }
 
-const ZERO: PublishSummary = { claimed: 0, published: 0, duplicates: 0, retried: 0, failed: 0, held: 0 };
-const MAX_ERROR_LENGTH = 2000;
-/**
- * Quick polls after a loop runs out of work, before it sleeps until NOTIFY: they catch commits of producers that saw
- * a relay awake (and so did not NOTIFY) just before this loop let go. Sum ~60 ms, more than a commit's flush takes.
- */
-const GRACE_POLLS_MS = [2, 4, 8, 16, 32];
 /** Backoff after an infrastructure error (Postgres or Redis unreachable): quick first retry, then calmer. */
 const OUTAGE_BACKOFF = { initialDelay: 100, maxDelay: 5000, multiplier: 2, jitter: true };
 
@@ -70,6 +70,9 @@ export class Relay {
   #loops: Promise<void>[] = [];
   #stopping = false;
   readonly #doorbell: Doorbell;
+  readonly #breaker: CircuitBreaker;
+  /** Test-only crash switch (EXACTLY_ONCE_TEST_FAULT); `undefined` in production. */
+  readonly #fault: TestFault | undefined;
   /** Earliest retry this process scheduled (`performance.now()` time); we wake for it instead of a whole poll interval. */
   #nextRetryAt = Number.POSITIVE_INFINITY;
 
@@ -80,7 +83,33 @@ export class Relay {
     this.#publisher = options.publisher;
     this.#log = (options.logger ?? silentLogger).child({ component: 'relay', relayId: this.relayId });
     this.#metrics = options.metrics;
-    this.#doorbell = new Doorbell({ url: this.#config.database.url, logger: this.#log, wakeup: this.#wakeup });
+    this.#doorbell = new Doorbell({
+      url: this.#config.database.url,
+      logger: this.#log,
+      wakeup: this.#wakeup,
+      connectTimeoutMs: this.#config.database.connectTimeout,
+    });
+    const breaker = this.#config.outbox.circuitBreaker;
+    this.#breaker = new CircuitBreaker({
+      enabled: breaker.enabled,
+      failureThreshold: breaker.failureThreshold,
+      openForMs: breaker.openFor,
+      logger: this.#log,
+      onState: (state) => {
+        this.#metrics?.breakerState?.(state);
+        // The trial batch closed the circuit: loops waiting out the open period may claim now.
+        if (state === 'closed') this.#wakeup.wake();
+      },
+    });
+    this.#fault = TestFault.fromEnv(process.env, this.#log);
+  }
+
+  /**
+   * Can this relay publish? Readiness probes (`/readyz`) serve it: not ready while the circuit breaker is open or
+   * half-open, with the reason and the last publish error.
+   */
+  health(): RelayHealth {
+    return this.#breaker.health();
   }
 
   /** Check the schema, start listening for NOTIFY and run `outbox.concurrency` claim loops. */
@@ -89,6 +118,7 @@ export class Relay {
     this.#stopping = false;
     await this.#doorbell.start();
     const n = this.#config.outbox.concurrency;
+    this.#metrics?.breakerState?.(this.#breaker.state);
     this.#loops = Array.from({ length: n }, (_, i) => this.#loop(i));
     this.#log.info({ concurrency: n, batchSize: this.#config.outbox.batchSize }, 'relay started');
   }
@@ -125,7 +155,7 @@ export class Relay {
    * Runs batches until one finds nothing to claim; errors propagate to the caller.
    */
   async publishDue(): Promise<PublishSummary> {
-    const total = { ...ZERO };
+    const total = { ...ZERO_SUMMARY };
     for (;;) {
       const batch = await this.runBatch();
       for (const k of Object.keys(total) as (keyof PublishSummary)[]) total[k] += batch[k];
@@ -133,8 +163,36 @@ export class Relay {
     }
   }
 
-  /** One claim -> publish -> mark transaction. Throws on Postgres or Redis unavailability (nothing is marked). */
+  /**
+   * One claim -> publish -> mark transaction. Throws on Postgres or Redis unavailability (nothing is marked), and
+   * `CircuitOpenError` without claiming while the circuit breaker is open.
+   */
   async runBatch(): Promise<PublishSummary> {
+    const permit = this.#breaker.enter();
+    if (!permit) throw new CircuitOpenError(this.#breaker.waitMs(), this.#breaker.lastError);
+    const gate: Gate = { permit, used: false };
+    try {
+      return await this.#claimAndPublish(gate);
+    } finally {
+      // Nothing claimed, or Postgres failed before the publish: the permit (maybe the half-open trial) is unused.
+      if (!gate.used) this.#breaker.leave(permit);
+    }
+  }
+
+  /** Publish through the circuit breaker: a throw is an infrastructure failure, a return a success. */
+  async #publish(events: ClaimedEvent[], gate: Gate): Promise<PublishOutcome[]> {
+    gate.used = true;
+    try {
+      const outcomes = await this.#publisher.publish(events);
+      this.#breaker.success(gate.permit);
+      return outcomes;
+    } catch (err) {
+      this.#breaker.failure(gate.permit, err);
+      throw err;
+    }
+  }
+
+  async #claimAndPublish(gate: Gate): Promise<PublishSummary> {
     const { batchSize, claimWindow, claimTimeout } = this.#config.outbox;
     const client = await this.#pool.connect();
     let broken: Error | undefined;
@@ -158,11 +216,19 @@ export class Relay {
       const events = (results[results.length - 1]?.rows ?? []).map(toClaimed);
       if (events.length === 0) {
         await client.query('COMMIT');
-        return { ...ZERO };
+        return { ...ZERO_SUMMARY };
       }
-      const outcomes = await this.#publisher.publish(events);
+      const outcomes = await this.#publish(events, gate);
+      if (this.#fault) await this.#fault.afterPush();
       const summary = await this.#markAndCommit(client, events, outcomes);
       this.#record(summary, (performance.now() - started) / 1000);
+      if (summary.duplicates > 0) {
+        // Only a relay that pushed and then failed to commit (crash, timeout, lost connection) leaves these behind.
+        this.#log.warn(
+          { duplicates: summary.duplicates, claimed: summary.claimed },
+          'events were already in Redis (an earlier attempt pushed them and did not commit); marked published, not pushed again',
+        );
+      }
       return summary;
     } catch (err) {
       // If even ROLLBACK fails the connection is dead or confused: destroy it rather than return it to the pool.
@@ -183,47 +249,19 @@ export class Relay {
     events: ClaimedEvent[],
     outcomes: PublishOutcome[],
   ): Promise<PublishSummary> {
-    const { maxRetries, retryBackoff } = this.#config.outbox;
-    const summary: PublishSummary = { ...ZERO, claimed: events.length };
-    const seqs: string[] = [];
-    const statuses: string[] = [];
-    const delays: (number | null)[] = [];
-    const errors: (string | null)[] = [];
-    events.forEach((event, i) => {
-      const outcome = outcomes[i] ?? { kind: 'failed', error: 'publisher returned no outcome' };
-      if (outcome.kind === 'held') {
-        summary.held++;
-        return;
-      }
-      seqs.push(event.seq);
-      if (outcome.kind === 'published' || outcome.kind === 'duplicate') {
-        summary[outcome.kind === 'published' ? 'published' : 'duplicates']++;
-        statuses.push('published');
-        delays.push(null);
-        errors.push(null);
-        return;
-      }
-      const attempt = event.retryCount + 1;
-      const error = outcome.error.slice(0, MAX_ERROR_LENGTH);
-      errors.push(error);
-      if (attempt > (event.maxRetries ?? maxRetries)) {
-        summary.failed++;
-        statuses.push('failed');
-        delays.push(null);
-        this.#log.error({ eventId: event.id, attempts: attempt, error }, 'event failed permanently; marked failed');
-      } else {
-        summary.retried++;
-        const delay = backoffDelay(attempt, retryBackoff);
-        statuses.push('pending');
-        delays.push(delay);
-        // Monotonic clock: a wall-clock step (NTP on a VM) must not turn a 300 ms wait into a whole poll interval.
-        const now = performance.now();
-        const at = now + delay;
-        // A remembered retry time already in the past has been served; the new one replaces it.
-        this.#nextRetryAt = this.#nextRetryAt > now ? Math.min(this.#nextRetryAt, at) : at;
-        this.#log.warn({ eventId: event.id, attempt, delayMs: delay, error }, 'publish failed; retry scheduled');
-      }
-    });
+    const { summary, seqs, statuses, delays, errors, soonestRetryMs } = planMarks(
+      events,
+      outcomes,
+      this.#config.outbox,
+      this.#log,
+    );
+    if (soonestRetryMs !== undefined) {
+      // Monotonic clock: a wall-clock step (NTP on a VM) must not turn a 300 ms wait into a whole poll interval.
+      const now = performance.now();
+      const at = now + soonestRetryMs;
+      // A remembered retry time already in the past has been served; the new one replaces it.
+      this.#nextRetryAt = this.#nextRetryAt > now ? Math.min(this.#nextRetryAt, at) : at;
+    }
     if (seqs.length > 0 && summary.retried + summary.failed === 0) {
       await client.query(markPublishedSql(seqs));
       return summary;
@@ -240,33 +278,51 @@ export class Relay {
     if (summary.published + summary.duplicates > 0) m.outboxPublished(summary.published + summary.duplicates);
     if (summary.failed > 0) m.outboxFailed(summary.failed);
     if (summary.retried > 0) m.outboxRetried?.(summary.retried);
+    if (summary.duplicates > 0) m.outboxDuplicates?.(summary.duplicates);
   }
 
   async #loop(index: number): Promise<void> {
     const log = this.#log.child({ loop: index });
     let outages = 0;
-    let grace = 0;
+    let sweep: ProducerSweep | undefined;
     while (!this.#stopping) {
       try {
+        const openFor = this.#breaker.waitMs();
+        if (openFor > 0) {
+          // Circuit open: claim nothing (it would only be rolled back). Producers ring the bell again meanwhile.
+          sweep = undefined;
+          await this.#doorbell.rest(index);
+          await this.#wakeup.sleep(openFor);
+          continue;
+        }
         const batch = await this.runBatch();
         if (outages > 0) log.info({ afterFailures: outages }, 'relay recovered');
         outages = 0;
         if (batch.claimed > 0 && batch.claimed > batch.held) {
           // More is probably waiting. While we drain, producers skip the NOTIFY (see doorbell.ts).
-          this.#doorbell.setAwake(index, true);
-          grace = 0;
+          this.#doorbell.setAwake(index);
+          sweep = undefined;
           continue;
         }
-        // Caught up: let producers ring again, poll a few more times for commits that saw us awake, then sleep.
-        this.#doorbell.setAwake(index, false);
-        if (grace < GRACE_POLLS_MS.length) {
-          await this.#wakeup.sleep(Math.min(GRACE_POLLS_MS[grace++] as number, this.#idleDelay()));
+        // Caught up. If we were the watchman, producers may have skipped the bell because of us: release the watch
+        // lock, then claim until every producer transaction that was in flight at that moment has ended.
+        if (sweep === undefined) {
+          if (await this.#doorbell.rest(index)) {
+            sweep = await ProducerSweep.begin(this.#pool);
+            continue;
+          }
+        } else if (!sweep.done) {
+          await this.#untilAProducerEnds(sweep);
           continue;
         }
-        grace = 0;
+        sweep = undefined;
+        log.debug('caught up: sleeping until NOTIFY or poll_interval');
         await this.#wakeup.sleep(this.#idleDelay());
       } catch (err) {
-        this.#doorbell.setAwake(index, false);
+        // Whatever producers skipped the bell meanwhile are claimed by the retry after the backoff.
+        sweep = undefined;
+        await this.#doorbell.rest(index);
+        if (err instanceof CircuitOpenError) continue;
         outages++;
         const delay = backoffDelay(outages, OUTAGE_BACKOFF);
         const level = outages === 1 || outages % 20 === 0 ? 'warn' : 'debug';
@@ -275,7 +331,15 @@ export class Relay {
         await this.#wakeup.sleep(delay);
       }
     }
-    this.#doorbell.setAwake(index, false);
+    await this.#doorbell.rest(index);
+  }
+
+  /** Wait until a producer transaction of the sweep has ended (then claim), or a NOTIFY, or stop. */
+  async #untilAProducerEnds(sweep: ProducerSweep): Promise<void> {
+    while (!this.#stopping) {
+      if (await this.#wakeup.sleep(sweep.nextDelay())) return;
+      if (await sweep.refresh(this.#pool)) return;
+    }
   }
 
   /** How long an idle loop may sleep: until the next poll, or just past the earliest retry this process scheduled. */
@@ -290,44 +354,4 @@ export class Relay {
     }
     return poll;
   }
-}
-
-interface ClaimRow {
-  seq: string;
-  id: string;
-  aggregate_type: string;
-  aggregate_id: string;
-  event_type: string;
-  tenant_id: string;
-  queue: string | null;
-  retry_count: number;
-  max_retries: number | null;
-  created_at: Date;
-  payload: string;
-  headers: string;
-  priority: string | null;
-  traceparent: string | null;
-  filepath: string | null;
-  filesize: string | null;
-}
-
-function toClaimed(r: ClaimRow): ClaimedEvent {
-  return {
-    seq: r.seq,
-    id: r.id,
-    aggregateType: r.aggregate_type,
-    aggregateId: r.aggregate_id,
-    eventType: r.event_type,
-    tenantId: r.tenant_id,
-    queue: r.queue,
-    retryCount: r.retry_count,
-    maxRetries: r.max_retries,
-    createdAt: r.created_at,
-    payload: r.payload,
-    headers: r.headers,
-    priority: r.priority,
-    traceparent: r.traceparent,
-    filepath: r.filepath,
-    filesize: r.filesize,
-  };
 }

@@ -3,7 +3,10 @@ export type OutboxStatus = 'pending' | 'published' | 'failed';
 
 /** What an application hands to `storeInOutbox`. Only `aggregateId`, `eventType` and `payload` are required. */
 export interface NewOutboxEvent {
-  /** A UUID of your choosing (e.g. to reference the event elsewhere); generated (UUIDv7) when omitted. */
+  /**
+   * A UUID of your choosing (e.g. to reference the event elsewhere), unique in the outbox; generated (UUIDv7) when
+   * omitted. Stored and returned in lower case.
+   */
   id?: string;
   /** The entity the event is about; events of one aggregate reach Redis in write order. */
   aggregateId: string;
@@ -18,9 +21,12 @@ export interface NewOutboxEvent {
   metadata?: Record<string, unknown>;
   /** @defaultValue "" */
   tenantId?: string;
-  /** Redis list to push to instead of the one `queue_pattern` names. */
+  /**
+   * Redis list to push to instead of the one `queue_pattern` names. Must be allowed: one of the `queue_pattern` lists
+   * or a match of `outbox.allowed_queues` (see src/outbox/allowed-queues.ts); never a dedup marker.
+   */
   queue?: string;
-  /** Overrides `outbox.max_retries` for this event. */
+  /** Overrides `outbox.max_retries` for this event; 0..2147483647. */
   maxRetries?: number;
 }
 

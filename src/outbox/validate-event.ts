@@ -15,10 +15,19 @@ const FIELDS = new Set([
   'maxRetries',
 ]);
 const MAX_ID_LENGTH = 1024;
+/** `max_retries` is an `integer` column. */
+const MAX_RETRIES = 2 ** 31 - 1;
+/**
+ * Deepest nesting of objects/arrays accepted in `payload` and `metadata`. Far beyond real events, far below where
+ * a recursive walk (ours, JSON.stringify, a consumer's decoder) runs out of stack.
+ */
+export const MAX_JSON_DEPTH = 100;
 
 /**
- * Check one event before anything is written. Throws `OutboxEventValidationError` naming the field
- * (and the index, for a batch). JSON values are checked the way Postgres' jsonb will see them.
+ * Check one event before anything is written (G6). Throws `OutboxEventValidationError` naming the field
+ * (and the index, for a batch). Values are checked the way Postgres' jsonb and text columns will see them, so
+ * nothing that passes here fails at the INSERT (which would abort the caller's transaction), and the returned
+ * event equals the stored row.
  */
 export function validateEvent(event: unknown, index?: number): asserts event is NewOutboxEvent {
   const fail = (field: string, message: string): never => {
@@ -37,17 +46,23 @@ export function validateEvent(event: unknown, index?: number): asserts event is 
   optionalString(e.aggregateType, 'aggregateType', fail);
   optionalString(e.tenantId, 'tenantId', fail);
   if (e.queue !== undefined) requiredString(e.queue, 'queue', fail);
+  // Any case is accepted; the writer stores (and returns) the lower-case form Postgres prints.
   if (e.id !== undefined && (typeof e.id !== 'string' || !UUID_RE.test(e.id))) fail('id', 'must be a UUID');
-  if (e.maxRetries !== undefined && !(Number.isInteger(e.maxRetries) && (e.maxRetries as number) >= 0)) {
-    fail('maxRetries', 'must be an integer >= 0');
+  if (
+    e.maxRetries !== undefined &&
+    !(Number.isInteger(e.maxRetries) && (e.maxRetries as number) >= 0 && (e.maxRetries as number) <= MAX_RETRIES)
+  ) {
+    fail('maxRetries', `must be an integer from 0 to ${MAX_RETRIES}`);
   }
   if (e.payload === undefined) fail('payload', 'is required (use null for an empty payload)');
-  checkJson(e.payload, 'payload', fail);
+  checkJson(e.payload, 'payload', fail, 0);
   if (e.headers !== undefined) {
-    if (!isPlainObject(e.headers)) fail('headers', 'must be an object of string values');
+    if (!isPlainRecord(e.headers)) fail('headers', 'must be a plain object of string values');
     for (const [k, v] of Object.entries(e.headers as object)) {
-      if (typeof v !== 'string') fail(`headers.${k}`, 'must be a string');
-      checkString(v as string, `headers.${k}`, fail);
+      const path = childPath('headers', k);
+      checkString(k, path, fail);
+      if (typeof v !== 'string') fail(path, 'must be a string');
+      checkString(v as string, path, fail);
     }
     const priority = (e.headers as Record<string, string>).priority;
     if (priority !== undefined && priority !== 'high' && priority !== 'low') {
@@ -55,8 +70,8 @@ export function validateEvent(event: unknown, index?: number): asserts event is 
     }
   }
   if (e.metadata !== undefined) {
-    if (!isPlainObject(e.metadata)) fail('metadata', 'must be an object');
-    checkJson(e.metadata, 'metadata', fail);
+    if (!isPlainRecord(e.metadata)) fail('metadata', 'must be a plain object');
+    checkJson(e.metadata, 'metadata', fail, 0);
   }
 }
 
@@ -74,13 +89,49 @@ function optionalString(value: unknown, field: string, fail: Fail): void {
   checkString(value as string, field, fail);
 }
 
+// With the u flag a surrogate pair is one code point, so this matches only an unpaired (lone) surrogate.
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
+
 function checkString(value: string, field: string, fail: Fail): void {
   // Postgres text and jsonb cannot hold NUL; catching it here keeps the caller's transaction usable.
   if (value.includes('\u0000')) fail(field, 'must not contain the NUL character (\\u0000)');
+  // A lone surrogate (e.g. from slicing an emoji in half) is not Unicode: jsonb rejects it (22P02, aborting the
+  // caller's transaction) and a text column silently stores U+FFFD, so the row would differ from what was written.
+  if (LONE_SURROGATE.test(value)) fail(field, 'must not contain a lone UTF-16 surrogate (half of an emoji?)');
 }
 
+/** `payload.name`, `payload["x-id"]`, `payload[3]`: readable, and unambiguous for any key. */
+function childPath(parent: string, key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`;
+}
+
+/**
+ * Objects JSON.stringify turns into something other than their content — `{}` for a Map, Set or RegExp, an object
+ * of indexes for a typed array — so storing one would silently lose data.
+ */
+const LOSSY_TAGS = new Set([
+  'Map',
+  'Set',
+  'WeakMap',
+  'WeakSet',
+  'WeakRef',
+  'RegExp',
+  'Error',
+  'Promise',
+  'ArrayBuffer',
+  'SharedArrayBuffer',
+  'DataView',
+]);
+
 /** Reject what JSON.stringify would silently drop or mangle, and what jsonb cannot store. */
-function checkJson(value: unknown, path: string, fail: Fail, seen = new Set<object>()): void {
+function checkJson(
+  value: unknown,
+  path: string,
+  fail: Fail,
+  depth: number,
+  seen = new Set<object>(),
+  callToJson = true,
+): void {
   switch (typeof value) {
     case 'string':
       checkString(value, path, fail);
@@ -103,25 +154,51 @@ function checkJson(value: unknown, path: string, fail: Fail, seen = new Set<obje
   }
   if (value === null) return;
   const obj = value as object;
-  if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') {
-    checkJson((obj as { toJSON(): unknown }).toJSON(), path, fail, seen);
+  const tag = Object.prototype.toString.call(obj).slice(8, -1);
+  // An invalid Date's toJSON() is null: the timestamp would silently vanish.
+  if (tag === 'Date' && Number.isNaN((obj as Date).getTime())) fail(path, 'is an invalid Date');
+  if (callToJson && typeof (obj as { toJSON?: unknown }).toJSON === 'function') {
+    // Date (an ISO string), Buffer, decimal types...: stored as what toJSON() returns. Like JSON.stringify, call it
+    // once per value, not again on its result.
+    let json: unknown;
+    try {
+      json = (obj as { toJSON(key: string): unknown }).toJSON('');
+    } catch (err) {
+      fail(path, `toJSON() threw: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    checkJson(json, path, fail, depth, seen, false);
     return;
   }
+  if (tag === 'Number' || tag === 'String' || tag === 'Boolean' || tag === 'BigInt' || tag === 'Symbol') {
+    checkJson(obj.valueOf(), path, fail, depth, seen); // a boxed primitive is stored as the primitive
+    return;
+  }
+  if (LOSSY_TAGS.has(tag) || ArrayBuffer.isView(obj)) {
+    const as = ArrayBuffer.isView(obj) && tag !== 'DataView' ? 'an object of indexes' : '{}';
+    fail(
+      path,
+      `a ${tag} is not JSON-serialisable (it would be stored as ${as}); convert it to a plain object or array`,
+    );
+  }
+  if (depth >= MAX_JSON_DEPTH) fail(path, `nests deeper than ${MAX_JSON_DEPTH} levels`);
   if (seen.has(obj)) fail(path, 'contains a circular reference');
   seen.add(obj);
   if (Array.isArray(obj)) {
     obj.forEach((v, i) => {
-      checkJson(v === undefined ? null : v, `${path}[${i}]`, fail, seen);
+      checkJson(v === undefined ? null : v, `${path}[${i}]`, fail, depth + 1, seen);
     });
   } else {
     for (const [k, v] of Object.entries(obj)) {
-      if (v !== undefined) checkJson(v, `${path}.${k}`, fail, seen);
-      checkString(k, `${path}.${k}`, fail);
+      const child = childPath(path, k);
+      checkString(k, child, fail);
+      if (v !== undefined) checkJson(v, child, fail, depth + 1, seen);
     }
   }
   seen.delete(obj);
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+function isPlainRecord(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }

@@ -1,5 +1,14 @@
-import { toExecutor } from '../db/executor.js';
-import { NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
+import { AutocommitHandle, autocommitHandle, type SqlExecutor, toExecutor } from '../db/executor.js';
+import {
+  NotMigratedError,
+  OutboxDuplicateIdError,
+  OutboxQueueNotAllowedError,
+  OutboxTransactionRequiredError,
+  PgErrorCode,
+  sqlState,
+  UnsupportedExecutorError,
+} from '../errors.js';
+import { type DestinationOptions, policyFor } from './allowed-queues.js';
 import { uuidv7 } from './ids.js';
 import { OUTBOX_TABLE } from './rows.js';
 import type { NewOutboxEvent, OutboxEvent } from './types.js';
@@ -9,6 +18,11 @@ import { validateEvent } from './validate-event.js';
 // single round trip. JSON travels as text and is cast once by Postgres. Only the columns Postgres fills in come back:
 // returning whole rows made Node parse every payload it had just serialised. The AFTER INSERT statement trigger sends
 // the NOTIFY that wakes relays at COMMIT.
+// An id that is already taken must not raise 23505, which would abort the caller's transaction: the NOT EXISTS
+// makes the statement insert nothing when an id the caller chose ($11) is committed already, and ON CONFLICT DO
+// NOTHING covers an id that a concurrent transaction commits while we wait on its row. Fewer rows back than events
+// sent means a duplicate; see `write`. Generated (UUIDv7) ids are not probed, so without caller-chosen ids the
+// NOT EXISTS costs nothing.
 const INSERT_SQL = `
   INSERT INTO ${OUTBOX_TABLE}
     (id, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, max_retries)
@@ -17,12 +31,24 @@ const INSERT_SQL = `
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
               $9::text[], $10::int[])
     AS e(id, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, max_retries)
+  WHERE NOT EXISTS (SELECT 1 FROM ${OUTBOX_TABLE} o WHERE o.id = ANY($11::uuid[]))
+  ON CONFLICT (id) DO NOTHING
   RETURNING id, seq, created_at, next_attempt_at`;
 
+/** Options of `storeInOutbox`; pass `config.outbox` to apply your configured destination allow-list. */
+export type StoreInOutboxOptions = DestinationOptions;
+
 /**
- * Write one event, or many, into the outbox inside the caller's transaction — a Kysely `Transaction` (or `Kysely`)
- * or a pg client. The events become visible to relays only if that transaction commits. Every event is validated
- * first; on a bad one an `OutboxEventValidationError` names the field and nothing is written.
+ * Write one event, or many, into the outbox inside the caller's transaction — a Kysely `Transaction` or a pg
+ * `Client`/`PoolClient` after `BEGIN`. The events become visible to relays only if that transaction commits.
+ * A pg `Pool` or a root `Kysely` instance is refused (`OutboxTransactionRequiredError`): each statement on them
+ * autocommits, so the event would be published even if the app's transaction rolled back (G1). Use
+ * `storeInOutboxStandalone` to write events on their own. A pg client is taken as is: outside `BEGIN` it autocommits.
+ *
+ * Every event is checked first, and nothing is written when one is bad: an `OutboxEventValidationError` names the
+ * field, an `OutboxDuplicateIdError` an id used twice or already stored, an `OutboxQueueNotAllowedError` a `queue`
+ * that `options` (default: the default `queue_pattern`'s lists only) does not allow. None of them leaves the caller's
+ * transaction aborted.
  *
  * @example
  * await db.transaction().execute(async (trx) => {
@@ -30,23 +56,122 @@ const INSERT_SQL = `
  *   await storeInOutbox(trx, { aggregateType: 'order', aggregateId: order.id, eventType: 'order.created', payload: order });
  * });
  */
-export async function storeInOutbox(trx: unknown, event: NewOutboxEvent): Promise<OutboxEvent>;
-export async function storeInOutbox(trx: unknown, events: readonly NewOutboxEvent[]): Promise<OutboxEvent[]>;
+export async function storeInOutbox(
+  trx: unknown,
+  event: NewOutboxEvent,
+  options?: StoreInOutboxOptions,
+): Promise<OutboxEvent>;
+export async function storeInOutbox(
+  trx: unknown,
+  events: readonly NewOutboxEvent[],
+  options?: StoreInOutboxOptions,
+): Promise<OutboxEvent[]>;
 export async function storeInOutbox(
   trx: unknown,
   input: NewOutboxEvent | readonly NewOutboxEvent[],
+  options?: StoreInOutboxOptions,
 ): Promise<OutboxEvent | OutboxEvent[]> {
   const single = !Array.isArray(input);
   const events = (single ? [input] : input) as readonly NewOutboxEvent[];
+  const handle = autocommitHandle(trx);
+  if (handle) throw new OutboxTransactionRequiredError(handle);
+  const stored = await write(toExecutor(trx), events, single, options);
+  return single ? (stored[0] as OutboxEvent) : stored;
+}
+
+/**
+ * Write events on their own, in a transaction of their own that commits before this returns: for seeding, scripts
+ * and producers with no database work to share a transaction with. Takes a pg `Pool` or a root `Kysely` instance.
+ * All or nothing, with the same checks and errors as `storeInOutbox`. Never use it for an event that must be
+ * published only if some other write commits: that is what `storeInOutbox(trx, ...)` is for.
+ *
+ * @example await storeInOutboxStandalone(pool, { aggregateId: 'user-123', eventType: 'user.invited', payload: {} });
+ */
+export async function storeInOutboxStandalone(
+  poolOrDb: unknown,
+  event: NewOutboxEvent,
+  options?: StoreInOutboxOptions,
+): Promise<OutboxEvent>;
+export async function storeInOutboxStandalone(
+  poolOrDb: unknown,
+  events: readonly NewOutboxEvent[],
+  options?: StoreInOutboxOptions,
+): Promise<OutboxEvent[]>;
+export async function storeInOutboxStandalone(
+  poolOrDb: unknown,
+  input: NewOutboxEvent | readonly NewOutboxEvent[],
+  options?: StoreInOutboxOptions,
+): Promise<OutboxEvent | OutboxEvent[]> {
+  const single = !Array.isArray(input);
+  const events = (single ? [input] : input) as readonly NewOutboxEvent[];
+  const stored = await inOwnTransaction(poolOrDb, (executor) => write(executor, events, single, options));
+  return single ? (stored[0] as OutboxEvent) : stored;
+}
+
+interface KyselyRoot {
+  transaction(): { execute<T>(fn: (trx: unknown) => Promise<T>): Promise<T> };
+}
+interface PgPool {
+  connect(): Promise<{ query(text: string, params?: unknown[]): Promise<unknown>; release(err?: unknown): void }>;
+}
+
+async function inOwnTransaction<T>(poolOrDb: unknown, work: (executor: SqlExecutor) => Promise<T>): Promise<T> {
+  const handle = autocommitHandle(poolOrDb);
+  if (handle === AutocommitHandle.kysely) {
+    return (poolOrDb as KyselyRoot).transaction().execute((trx) => work(toExecutor(trx)));
+  }
+  if (handle === AutocommitHandle.pool) {
+    const client = await (poolOrDb as PgPool).connect();
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      const result = await work(toExecutor(client));
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+        broken = rollbackErr; // a connection that cannot roll back must not go back to the pool
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+  throw new UnsupportedExecutorError(
+    'storeInOutboxStandalone needs a pg Pool or a root Kysely instance (it opens and commits its own transaction); ' +
+      'inside your own transaction, call storeInOutbox(trx, events) instead',
+  );
+}
+
+async function write(
+  executor: SqlExecutor,
+  events: readonly NewOutboxEvent[],
+  single: boolean,
+  options: StoreInOutboxOptions | undefined,
+): Promise<OutboxEvent[]> {
+  const index = (i: number) => (single ? undefined : i);
+  const policy = policyFor(options);
+  const ids: string[] = [];
+  const seen = new Map<string, number>();
   events.forEach((e, i) => {
-    validateEvent(e, single ? undefined : i);
+    validateEvent(e, index(i));
+    if (e.queue !== undefined) {
+      const reason = policy.reason(e.queue);
+      if (reason !== undefined) throw new OutboxQueueNotAllowedError(e.queue, index(i), reason);
+    }
+    // Postgres prints uuids in lower case; storing the same form keeps the returned event equal to the row.
+    const id = (e.id ?? uuidv7()).toLowerCase();
+    const first = seen.get(id);
+    if (first !== undefined) throw new OutboxDuplicateIdError(id, index(i), first);
+    seen.set(id, i);
+    ids.push(id);
   });
-  const executor = toExecutor(trx);
   if (events.length === 0) return [];
 
-  const cols: unknown[][] = Array.from({ length: 10 }, () => []);
-  for (const e of events) {
-    cols[0]?.push(e.id ?? uuidv7());
+  const chosen: string[] = [];
+  const cols: unknown[][] = [ids, ...Array.from({ length: 9 }, () => []), chosen];
+  events.forEach((e, i) => {
+    if (e.id !== undefined) chosen.push(ids[i] as string);
     cols[1]?.push(e.aggregateType ?? '');
     cols[2]?.push(e.aggregateId);
     cols[3]?.push(e.eventType);
@@ -56,17 +181,19 @@ export async function storeInOutbox(
     cols[7]?.push(e.tenantId ?? '');
     cols[8]?.push(e.queue ?? null);
     cols[9]?.push(e.maxRetries ?? null);
+  });
+  let rows = await insert(executor, cols);
+  // A clash whose row is gone again by the time we look (cleanup deleted it) is retried, a bounded number of times.
+  for (let attempt = 1; rows.length < events.length; attempt++) {
+    const at = await takenIndex(executor, ids, rows);
+    const i = Math.max(at, 0);
+    if (at >= 0 || attempt === 3) throw new OutboxDuplicateIdError(ids[i] as string, index(i));
+    rows = await insert(executor, cols);
   }
-  let rows: InsertedRow[];
-  try {
-    ({ rows } = await executor.query<InsertedRow>(INSERT_SQL, cols));
-  } catch (err) {
-    if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(OUTBOX_TABLE, { cause: err });
-    throw err;
-  }
+
   const byId = new Map(rows.map((r) => [r.id, r]));
-  const stored = events.map((e, i): OutboxEvent => {
-    const row = byId.get(cols[0]?.[i] as string) as InsertedRow;
+  return events.map((e, i): OutboxEvent => {
+    const row = byId.get(ids[i] as string) as InsertedRow;
     return {
       id: row.id,
       seq: String(row.seq),
@@ -88,7 +215,35 @@ export async function storeInOutbox(
       publishedAt: null,
     };
   });
-  return single ? (stored[0] as OutboxEvent) : stored;
+}
+
+async function insert(executor: SqlExecutor, cols: unknown[][]): Promise<InsertedRow[]> {
+  try {
+    return (await executor.query<InsertedRow>(INSERT_SQL, cols)).rows;
+  } catch (err) {
+    if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(OUTBOX_TABLE, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * Some id was taken; returns the index of the first taken one (-1 if none is any more). Either nothing was inserted
+ * (an id was already committed: NOT EXISTS), or, when a concurrent transaction committed one of our ids while we
+ * waited on it, every other row was: those are deleted again, in the caller's transaction, so a caller that catches
+ * the error and commits does not commit half a batch (G6).
+ */
+async function takenIndex(executor: SqlExecutor, ids: readonly string[], inserted: readonly InsertedRow[]) {
+  if (inserted.length > 0) {
+    const insertedIds = inserted.map((r) => r.id);
+    await executor.query(`DELETE FROM ${OUTBOX_TABLE} WHERE id = ANY($1::uuid[])`, [insertedIds]);
+    const kept = new Set(insertedIds);
+    return ids.findIndex((id) => !kept.has(id));
+  }
+  const { rows } = await executor.query<{ id: string }>(`SELECT id FROM ${OUTBOX_TABLE} WHERE id = ANY($1::uuid[])`, [
+    ids,
+  ]);
+  const taken = new Set(rows.map((r) => r.id));
+  return ids.findIndex((id) => taken.has(id));
 }
 
 interface InsertedRow extends Record<string, unknown> {

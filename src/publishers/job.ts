@@ -4,6 +4,7 @@ import type { ClaimedEvent } from '../outbox/types.js';
 export interface Job {
   id: string;
   filepath: string;
+  /** A Go int64: see `int64Text`. Written as exact integer text, so it may exceed a JS number's precision. */
   filesize: number;
   priority: 'high' | 'low';
   retries: number;
@@ -31,20 +32,55 @@ export function priorityOf(event: ClaimedEvent, fallback: 'high' | 'low'): 'high
   return event.priority === 'high' || event.priority === 'low' ? event.priority : fallback;
 }
 
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const JSON_NUMBER = /^(-?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;
+
+/**
+ * The `filesize` a go-redis-work-queue worker can decode. Its Job struct holds `filesize int64`, and Go's
+ * encoding/json runs strconv.ParseInt on the raw token: `9223372036854776000`, `1e+21` or `1.5` make the whole job
+ * undecodable (the worker drops it). So the value is taken from the payload's number text (Postgres hands it over as
+ * text, `payload->>'filesize'`, so no precision is lost on the way) and written as a plain integer when it is a whole
+ * number within [-2^63, 2^63-1]: `123456789012345678` stays exact, `1e3` and `1.0` become `1000` and `1`, and a
+ * negative size is passed through (Go decodes it; it is the producer's value). Anything else — a fraction (`1.5`),
+ * a value out of int64 range (`1e21`), a non-number — becomes `0`, the job shape's "no size".
+ *
+ * @example int64Text('1e3') // '1000'
+ */
+export function int64Text(text: string | null): string {
+  const m = text === null ? null : JSON_NUMBER.exec(text.trim());
+  if (!m) return '0';
+  const frac = m[3] ?? '';
+  let digits = `${m[2]}${frac}`.replace(/^0+/, '');
+  if (digits === '') return '0';
+  const significant = digits.replace(/0+$/, '');
+  // value = digits × 10^exp; the exponent text may be absurd (1e999999999), which Number handles as a magnitude.
+  const exp = Number(m[4] ?? '0') - frac.length + (digits.length - significant.length);
+  digits = significant;
+  if (exp < 0 || digits.length + exp > 19) return '0'; // a fraction, or >= 10^19 (beyond int64)
+  const value = BigInt(digits) * 10n ** BigInt(exp) * (m[1] === '-' ? -1n : 1n);
+  return value < INT64_MIN || value > INT64_MAX ? '0' : value.toString();
+}
+
 /**
  * The job JSON for one event. Built by concatenation around the payload and headers text exactly as Postgres
  * returned it, so the relay never parses and re-serialises user payloads (the costliest per-row work otherwise).
+ * Throws `RangeError` when the row has no job form (a `created_at` of `infinity` has no RFC 3339 time); the
+ * publisher reports that as the event's own failure.
  */
 export function jobJson(event: ClaimedEvent, priority: 'high' | 'low'): string {
   const { traceId, spanId } = parseTraceparent(event.traceparent);
-  const filesize = event.filesize === null ? 0 : Math.trunc(Number(event.filesize)) || 0;
+  const created = event.createdAt as unknown;
+  if (!(created instanceof Date) || Number.isNaN(created.getTime())) {
+    throw new RangeError(`created_at ${String(created)} has no RFC 3339 form for the job's creation_time`);
+  }
   return (
     `{"id":${JSON.stringify(event.id)}` +
     `,"filepath":${JSON.stringify(event.filepath ?? '')}` +
-    `,"filesize":${filesize}` +
+    `,"filesize":${int64Text(event.filesize)}` +
     `,"priority":"${priority}"` +
     ',"retries":0' +
-    `,"creation_time":"${event.createdAt.toISOString()}"` +
+    `,"creation_time":"${created.toISOString()}"` +
     `,"trace_id":"${traceId}","span_id":"${spanId}"` +
     `,"event_type":${JSON.stringify(event.eventType)}` +
     `,"aggregate_type":${JSON.stringify(event.aggregateType)}` +

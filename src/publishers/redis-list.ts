@@ -2,21 +2,35 @@ import { readFileSync } from 'node:fs';
 import type { Cluster, Redis } from 'ioredis';
 import { PublishUnavailableError } from '../errors.js';
 import type { ClaimedEvent, Publisher, PublishOutcome } from '../outbox/types.js';
-import { dedupMarkerKey, hashTag } from './hash-tag.js';
-import { jobJson, priorityOf } from './job.js';
+import { chunkJobs, type JobLimit, largestArgument, type PlannedJob, planBatch } from './batch-plan.js';
+import { priorityOf } from './job.js';
+import { isBulkTooLarge, isOutage, isOutageReply, replyText } from './publish-errors.js';
 
 const PUBLISH_JOBS_LUA = readFileSync(new URL('./lua/publish-jobs.lua', import.meta.url), 'utf8');
+/** Redis's own default proto-max-bulk-len: no single argument may be larger. */
+const REDIS_DEFAULT_MAX_BULK = 512 * 1024 * 1024;
 
 export interface RedisListPublisherOptions {
   /** List key; `{priority}` becomes `high` or `low`. @defaultValue "jobqueue:{priority}_priority" */
   queuePattern?: string;
   /** @defaultValue "low" */
   defaultPriority?: 'high' | 'low';
-  /** Dedup marker lifetime in ms. @defaultValue 24h */
+  /** Dedup marker lifetime in ms (`outbox.dedup_window`). @defaultValue 24h */
   dedupWindowMs?: number;
   /** A batch slower than this throws (the relay retries it; markers make the retry safe). @defaultValue 5000 */
   timeoutMs?: number;
-  /** Called with the round-trip time of each script call, in seconds. */
+  /**
+   * Largest job (UTF-8 bytes of its JSON) to push (`outbox.max_job_bytes`); a larger one fails on its own. The
+   * server's proto-max-bulk-len, when `CONFIG GET` may read it, lowers this further. @defaultValue 536870912
+   */
+  maxJobBytes?: number;
+  /**
+   * Job JSON characters per script call: a slot's jobs beyond this go in further calls, one after the other, so a
+   * batch of large jobs never makes a request the server's client-query-buffer-limit (1 GB) would cut off.
+   * @defaultValue 67108864
+   */
+  maxCallChars?: number;
+  /** Called with the round-trip time of each batch, in seconds. */
   onRoundTrip?: (seconds: number) => void;
 }
 
@@ -26,23 +40,42 @@ type ScriptClient = (Redis | Cluster) & {
 
 /**
  * The default publisher: LPUSHes one go-redis-work-queue job per event onto a Redis list (consumers pop from the
- * right, so each list is FIFO), guarded by a per-event dedup marker in the same Lua script.
+ * right, so each list is FIFO), guarded by a per-event dedup marker in the same Lua script (lua/publish-jobs.lua).
+ *
+ * Failures are attributed, so that one event can never stop the outbox (issue 9.1):
+ * - An error only one event causes is that event's `failed` outcome — the relay retries it with backoff, then marks it
+ *   `failed` — and later events of its aggregate are `held`; every other aggregate of the batch is published in the
+ *   same batch. Caught before Redis: a job that cannot be built, a job above `maxJobBytes` or the server's
+ *   proto-max-bulk-len. Caught per job inside the script: WRONGTYPE and any other error reply of its SET or LPUSH.
+ *   A whole call refused for a reason that is not an outage (CROSSSLOT, NOPERM on a key) is split into one call per
+ *   job to find the event(s) to blame.
+ * - The server's state (connection lost, timeout, LOADING, READONLY, BUSY, OOM when full, CLUSTERDOWN, ... see
+ *   publish-errors.ts) throws `PublishUnavailableError`: the relay rolls back and backs off, counting no retry. Jobs
+ *   already pushed keep their markers, so the next attempt records them as duplicates instead of pushing again.
  */
 export class RedisListPublisher implements Publisher {
   readonly #redis: ScriptClient;
   readonly #pattern: string;
   readonly #priority: 'high' | 'low';
-  readonly #ttlSeconds: number;
+  readonly #windowMs: number;
   readonly #timeoutMs: number;
+  readonly #maxJobBytes: number;
+  readonly #maxCallChars: number;
   readonly #onRoundTrip: ((seconds: number) => void) | undefined;
+  /** The server's proto-max-bulk-len: `undefined` until read, `null` when CONFIG is not available to us. */
+  #serverMaxBulk: number | null | undefined;
+  /** Below the size of a job the server refused ("invalid bulk length") when we could not read its limit. */
+  #learnedMaxBulk = Number.POSITIVE_INFINITY;
 
   constructor(redis: Redis | Cluster, options: RedisListPublisherOptions = {}) {
     if (!('eoPublishJobs' in redis)) redis.defineCommand('eoPublishJobs', { lua: PUBLISH_JOBS_LUA });
     this.#redis = redis as ScriptClient;
     this.#pattern = options.queuePattern ?? 'jobqueue:{priority}_priority';
     this.#priority = options.defaultPriority ?? 'low';
-    this.#ttlSeconds = Math.max(1, Math.ceil((options.dedupWindowMs ?? 86_400_000) / 1000));
+    this.#windowMs = Math.max(1, Math.round(options.dedupWindowMs ?? 86_400_000));
     this.#timeoutMs = options.timeoutMs ?? 5000;
+    this.#maxJobBytes = options.maxJobBytes ?? REDIS_DEFAULT_MAX_BULK;
+    this.#maxCallChars = options.maxCallChars ?? 64 * 1024 * 1024;
     this.#onRoundTrip = options.onRoundTrip;
   }
 
@@ -53,71 +86,112 @@ export class RedisListPublisher implements Publisher {
 
   async publish(events: readonly ClaimedEvent[]): Promise<PublishOutcome[]> {
     const outcomes: PublishOutcome[] = new Array(events.length);
-    const groups = this.#group(events, outcomes);
     const started = performance.now();
-    const results = await this.#withTimeout(Promise.all(groups.map((g) => this.#call(g, events))));
+    await this.#withTimeout(
+      (async () => {
+        const groups = planBatch(events, outcomes, {
+          cluster: (this.#redis as { isCluster?: boolean }).isCluster === true,
+          listKeyFor: (event) => this.listKeyFor(event),
+          priorityOf: (event) => priorityOf(event, this.#priority),
+          limit: await this.#jobLimit(),
+        });
+        // Slots in parallel; within a slot, calls in order (a group is one call unless its jobs are huge).
+        await Promise.all(groups.map((jobs) => this.#runGroup(jobs, outcomes)));
+      })(),
+    );
     this.#onRoundTrip?.((performance.now() - started) / 1000);
-    groups.forEach((group, g) => {
-      const replies = results[g] as (number | string)[];
-      group.indexes.forEach((eventIndex, j) => {
-        const reply = replies[j];
-        outcomes[eventIndex] =
-          reply === 1
-            ? { kind: 'published' }
-            : reply === 0
-              ? { kind: 'duplicate' }
-              : reply === 2
-                ? { kind: 'held' }
-                : { kind: 'failed', error: String(reply) };
-      });
-    });
     return outcomes;
   }
 
-  /**
-   * One script call per hash tag. A standalone server takes the whole batch in one call; on a cluster, keys of one
-   * call must share a slot, and an aggregate whose events span two groups is cut at the first switch (the rest stays
-   * pending for the next batch) so a failure in one group can never let a later event of it overtake.
-   */
-  #group(events: readonly ClaimedEvent[], outcomes: PublishOutcome[]): Group[] {
-    const cluster = (this.#redis as { isCluster?: boolean }).isCluster === true;
-    const groups = new Map<string, Group>();
-    const aggregateGroup = new Map<string, string>();
-    const cut = new Set<string>();
-    events.forEach((event, i) => {
-      const listKey = this.listKeyFor(event);
-      const tag = cluster ? hashTag(listKey) : '';
-      const agg = `${event.aggregateType}\u0000${event.aggregateId}`;
-      const first = aggregateGroup.get(agg);
-      if (cut.has(agg) || (first !== undefined && first !== tag)) {
-        cut.add(agg);
-        outcomes[i] = { kind: 'held' };
-        return;
-      }
-      aggregateGroup.set(agg, tag);
-      let group = groups.get(tag);
-      if (!group) {
-        group = { lists: new Map(), indexes: [], listKeys: [] };
-        groups.set(tag, group);
-      }
-      if (!group.lists.has(listKey)) group.lists.set(listKey, group.lists.size + 1);
-      group.indexes.push(i);
-      group.listKeys.push(listKey);
-    });
-    return [...groups.values()];
+  async #runGroup(jobs: readonly PlannedJob[], outcomes: PublishOutcome[]): Promise<void> {
+    const failed = new Set<string>();
+    for (const chunk of chunkJobs(jobs, this.#maxCallChars)) await this.#runCall(chunk, outcomes, failed);
   }
 
-  #call(group: Group, events: readonly ClaimedEvent[]): Promise<(number | string)[]> {
-    const keys: string[] = [...group.lists.keys()];
-    const args: (string | number)[] = [this.#ttlSeconds, group.lists.size];
-    group.indexes.forEach((eventIndex, j) => {
-      const event = events[eventIndex] as ClaimedEvent;
-      const listKey = group.listKeys[j] as string;
-      keys.push(dedupMarkerKey(listKey, event.id));
-      args.push(group.lists.get(listKey) as number, `${event.aggregateType}\u0000${event.aggregateId}`);
-      args.push(jobJson(event, priorityOf(event, this.#priority)));
+  /** One script call; `failed` holds the aggregates that failed earlier in this group, whose later jobs are held. */
+  async #runCall(jobs: readonly PlannedJob[], outcomes: PublishOutcome[], failed: Set<string>): Promise<void> {
+    const live = jobs.filter((job) => {
+      if (!failed.has(job.aggregate)) return true;
+      outcomes[job.index] = { kind: 'held' };
+      return false;
     });
+    if (live.length === 0) return;
+    let replies: (number | string)[];
+    try {
+      replies = await this.#call(live);
+    } catch (err) {
+      if (isBulkTooLarge(err)) {
+        // The server closes the connection after this reply, so there is no splitting the call now. Remember that its
+        // largest job is too large: from the next batch on it fails on its own, before it is sent.
+        this.#learnedMaxBulk = Math.min(this.#learnedMaxBulk, Math.max(...live.map(largestArgument)) - 1);
+      }
+      if (isBulkTooLarge(err) || isOutage(err)) throw err;
+      const [only] = live;
+      if (live.length === 1 && only) {
+        failed.add(only.aggregate);
+        outcomes[only.index] = { kind: 'failed', error: (err as Error).message };
+        return;
+      }
+      // Refused as a whole (CROSSSLOT, NOPERM on one key, ...): one call per job finds the event to blame.
+      for (const job of live) await this.#runCall([job], outcomes, failed);
+      return;
+    }
+    live.forEach((job, j) => {
+      const reply = replies[j];
+      if (reply === 1) outcomes[job.index] = { kind: 'published' };
+      else if (reply === 0) outcomes[job.index] = { kind: 'duplicate' };
+      else if (reply === 2) outcomes[job.index] = { kind: 'held' };
+      else {
+        const error = String(reply);
+        if (isOutageReply(error)) throw new PublishUnavailableError(`Redis refused a push: ${error}`);
+        failed.add(job.aggregate);
+        outcomes[job.index] = { kind: 'failed', error };
+      }
+    });
+  }
+
+  #call(jobs: readonly PlannedJob[]): Promise<(number | string)[]> {
+    const lists = new Map<string, number>();
+    for (const job of jobs) if (!lists.has(job.listKey)) lists.set(job.listKey, lists.size + 1);
+    const keys: string[] = [...lists.keys(), ...jobs.map((job) => job.marker)];
+    const args: (string | number)[] = [this.#windowMs, lists.size];
+    for (const job of jobs) args.push(lists.get(job.listKey) as number, job.aggregate, job.json);
     return this.#redis.eoPublishJobs(keys.length, ...keys, ...args);
+  }
+
+  /** The smallest of `maxJobBytes`, the server's proto-max-bulk-len (read once) and what a refusal taught us. */
+  async #jobLimit(): Promise<JobLimit> {
+    if (this.#serverMaxBulk === undefined) {
+      try {
+        const reply = (await this.#redis.call('CONFIG', 'GET', 'proto-max-bulk-len')) as string[];
+        const value = Number(reply[1]);
+        this.#serverMaxBulk = Number.isSafeInteger(value) && value > 0 ? value : null;
+      } catch (err) {
+        // Refused (CONFIG renamed away, an ACL without it): do without. Unreachable: the publish will tell; ask again.
+        if (replyText(err) !== undefined) this.#serverMaxBulk = null;
+      }
+    }
+    const limits: JobLimit[] = [
+      {
+        bytes: this.#maxJobBytes,
+        describe: (n) => `job of ${n} bytes exceeds outbox.max_job_bytes (${this.#maxJobBytes})`,
+      },
+    ];
+    const server = this.#serverMaxBulk;
+    if (server) {
+      limits.push({
+        bytes: server,
+        describe: (n) => `job of ${n} bytes exceeds the Redis server's proto-max-bulk-len (${server})`,
+      });
+    }
+    const learned = this.#learnedMaxBulk;
+    limits.push({
+      bytes: learned,
+      describe: (n) =>
+        `job of ${n} bytes is too large for the Redis server, which refused a call holding it ("invalid bulk ` +
+        'length"); set outbox.max_job_bytes below its proto-max-bulk-len',
+    });
+    return limits.reduce((a, b) => (b.bytes < a.bytes ? b : a));
   }
 
   async #withTimeout<T>(work: Promise<T>): Promise<T> {
@@ -138,13 +212,4 @@ export class RedisListPublisher implements Publisher {
       work.catch(() => {});
     }
   }
-}
-
-interface Group {
-  /** list key -> 1-based index among this call's KEYS */
-  lists: Map<string, number>;
-  /** indexes into the batch, in order */
-  indexes: number[];
-  /** list key per entry of `indexes` */
-  listKeys: string[];
 }

@@ -17,6 +17,8 @@ export interface AdminFixtureOptions {
   db?: TestDatabase;
   /** Redis URL for the backend (a dead port makes Redis unreachable). @defaultValue REDIS_URL */
   redisUrl?: string;
+  /** Apply the migrations to the fresh database (false: an unmigrated database). @defaultValue true */
+  migrate?: boolean;
 }
 
 export interface ApiResponse {
@@ -54,7 +56,7 @@ export interface AdminFixture {
  * publishing, helper-1's IdempotencyService for keys, a Metrics registry fed by both.
  */
 export async function adminFixture(label: string, options: AdminFixtureOptions = {}): Promise<AdminFixture> {
-  const db = options.db ?? (await createTestDatabase(label));
+  const db = options.db ?? (await createTestDatabase(label, { migrate: options.migrate !== false }));
   const redis = new Redis(options.redisUrl ?? REDIS_URL, { maxRetriesPerRequest: 1, retryStrategy: () => 200 });
   redis.on('error', () => {});
   const prefix = redisPrefix(label);
@@ -64,7 +66,11 @@ export async function adminFixture(label: string, options: AdminFixtureOptions =
         database: { url: db.url },
         redis: { url: options.redisUrl ?? REDIS_URL },
         idempotency: { key_prefix: prefix, default_ttl: '1h' },
-        outbox: { queue_pattern: `${prefix}jobqueue:{priority}_priority`, max_retries: 0 },
+        outbox: {
+          queue_pattern: `${prefix}jobqueue:{priority}_priority`,
+          allowed_queues: [`${prefix}*`],
+          max_retries: 0,
+        },
         metrics: { collection_interval: 0 },
         admin: {
           ...(options.token ? { token: options.token } : {}),

@@ -41,7 +41,8 @@ export function startWorker(args: WorkerArgs): Worker {
   return {
     child,
     exited,
-    next(event, timeoutMs = 20_000) {
+    // Generous: starting node + tsx takes ~10 s on a loaded 2-core CI machine, four at once longer.
+    next(event, timeoutMs = 60_000) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(
           () => reject(new Error(`worker ${child.pid}: no "${event}" in ${timeoutMs} ms`)),

@@ -7,14 +7,18 @@
  * - `hang`:       claims the key, inserts an effect row, reports `claimed`, then never finishes (the test SIGKILLs it).
  * - `tx-hang-before-commit`: processInTransaction writes its effect row in the transaction, reports `written`, hangs.
  * - `tx-hang-after-commit`:  processInTransaction commits, an afterProcessing hook reports `committed`, then hangs.
+ * - `block-past-lease`: claims the key, reports `claimed`, then blocks its event loop (a busy loop, so no lease renewal
+ *   can fire) until `releaseFile` exists; then, with `honourSignal`, yields once and stops if its signal fired; else
+ *   writes its effect row and returns. Reports `outcome` with what the call ended with.
  */
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { generateIdempotencyKey } from '../../src/idempotency/index.js';
 import { type StorageVariant, testRedis, testService } from './idempotency-env.js';
 
 export interface WorkerArgs {
-  mode: 'concurrent' | 'hang' | 'tx-hang-before-commit' | 'tx-hang-after-commit';
+  mode: 'concurrent' | 'hang' | 'tx-hang-before-commit' | 'tx-hang-after-commit' | 'block-past-lease';
   databaseUrl: string;
   keyPrefix: string;
   variant: StorageVariant;
@@ -23,6 +27,8 @@ export interface WorkerArgs {
   calls?: number;
   waitForGo?: boolean;
   processMs?: number;
+  releaseFile?: string;
+  honourSignal?: boolean;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as WorkerArgs;
@@ -90,6 +96,36 @@ switch (args.mode) {
       return { ranBy: process.pid };
     });
     break;
+  case 'block-past-lease': {
+    let signal: AbortSignal | undefined;
+    try {
+      const result = await service.processWithIdempotency(key, async (context) => {
+        signal = context.signal;
+        emit('claimed');
+        const deadline = Date.now() + 30_000;
+        while (!existsSync(args.releaseFile as string) && Date.now() < deadline) {
+          // busy: the event loop is blocked, as a CPU-bound processor (or a long GC pause) would block it
+        }
+        if (args.honourSignal) {
+          await sleep(1); // timers that came due while blocked (the lease check) run before this one
+          context.signal.throwIfAborted();
+        }
+        await effect(pool);
+        return { ranBy: process.pid };
+      });
+      emit('outcome', { ok: true, result, aborted: signal?.aborted ?? null });
+    } catch (err) {
+      const e = err as { name?: string; code?: string; cause?: { name?: string; code?: string } };
+      emit('outcome', {
+        ok: false,
+        name: e.name,
+        code: e.code,
+        causeCode: e.cause?.code ?? null,
+        aborted: signal?.aborted ?? null,
+      });
+    }
+    break;
+  }
 }
 await service.close();
 await pool.end();

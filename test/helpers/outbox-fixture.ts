@@ -31,7 +31,13 @@ export async function outboxFixture(label: string, outbox: Record<string, unknow
   const config = configFromObject({
     database: { url: db.url },
     redis: { url: REDIS_URL },
-    outbox: { queue_pattern: `${prefix}jobqueue:{priority}_priority`, poll_interval: '200ms', ...outbox },
+    // Every list under the file's prefix may be an event's destination (tests name their own, e.g. a WRONGTYPE key).
+    outbox: {
+      queue_pattern: `${prefix}jobqueue:{priority}_priority`,
+      allowed_queues: [`${prefix}*`],
+      poll_interval: '200ms',
+      ...outbox,
+    },
   });
   const kysely = new Kysely({ dialect: new PostgresDialect({ pool: db.pool }) });
   const publisher = (client: Redis = redis) =>

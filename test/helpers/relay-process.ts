@@ -42,3 +42,23 @@ export function spawnRelay(
   });
   return { child, exited, stderr: () => err };
 }
+
+/**
+ * The child's exit, with a deadline: past `ms` it is SIGKILLed and the wait fails with its output, so a relay that
+ * hangs fails its test instead of hanging the suite.
+ */
+export async function exitWithin(
+  relay: RelayProcess,
+  ms: number,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  const result = await Promise.race([relay.exited, timeout]);
+  clearTimeout(timer);
+  if (result !== 'timeout') return result;
+  relay.child.kill('SIGKILL');
+  await relay.exited;
+  throw new Error(`relay did not exit within ${ms} ms; its output:\n${relay.stderr()}`);
+}

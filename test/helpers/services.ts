@@ -21,11 +21,23 @@ export interface TestDatabase {
 }
 
 /**
+ * The id of this test run, when `scripts/check-leftovers.mjs` runs the suite (it sets `EO_TEST_RUN`): database names
+ * and Redis prefixes carry it, so the check after the run finds this run's leftovers and never another run's.
+ */
+export const TEST_RUN = /^[a-z0-9]{1,12}$/.test(process.env.EO_TEST_RUN ?? '') ? process.env.EO_TEST_RUN : undefined;
+
+/** `eo_t_[<run>_]<label>_<random>`: the name of a test database (scripts/check-leftovers.mjs relies on the shape). */
+export function testDatabaseName(label: string): string {
+  const run = TEST_RUN ? `${TEST_RUN}_` : '';
+  return `eo_t_${run}${label.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
+}
+
+/**
  * A fresh database for one test file, migrated to latest. Each file gets its own, so files run in parallel
  * and LISTEN/NOTIFY channels never cross.
  */
 export async function createTestDatabase(label: string, options: { migrate?: boolean } = {}): Promise<TestDatabase> {
-  const name = `eo_t_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
+  const name = testDatabaseName(label);
   const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
   await admin.connect();
   try {
@@ -60,9 +72,9 @@ export async function createTestDatabase(label: string, options: { migrate?: boo
   };
 }
 
-/** A Redis key prefix unique to one test file, so files never see each other's keys. */
+/** A Redis key prefix unique to one test file, so files never see each other's keys: `eot:[<run>:]<label>:<random>:`. */
 export function redisPrefix(label: string): string {
-  return `eot:${label}:${randomBytes(3).toString('hex')}:`;
+  return `eot:${TEST_RUN ? `${TEST_RUN}:` : ''}${label}:${randomBytes(3).toString('hex')}:`;
 }
 
 /** Delete every key under a prefix (SCAN, never KEYS). */
@@ -100,16 +112,30 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** Start it again on the same port (empty unless started with `persistent`). */
   start(): Promise<void>;
+  /** The running server's process id (undefined while it is stopped). */
+  readonly pid: number | undefined;
+  /** Send a signal to the running server (e.g. SIGSTOP/SIGCONT to freeze it); false when it is not running. */
+  signal(signal: NodeJS.Signals): boolean;
 }
 
-/** A test-owned redis-server on its own loopback port, for outage tests. */
-export async function startRedisServer(options: { persistent?: boolean } = {}): Promise<RedisServer> {
+/**
+ * A test-owned redis-server on its own loopback port, for outage tests. `dir` is where it keeps its files
+ * (default: a fresh temp directory).
+ */
+export async function startRedisServer(options: { persistent?: boolean; dir?: string } = {}): Promise<RedisServer> {
   const port = await freePort();
-  const dir = mkdtempSync(path.join(tmpdir(), 'eo-redis-'));
+  const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'eo-redis-'));
   let child: ChildProcess | undefined;
+  const running = () => (child && child.exitCode === null && child.signalCode === null ? child : undefined);
   const server: RedisServer = {
     port,
     url: `redis://127.0.0.1:${port}`,
+    get pid() {
+      return running()?.pid;
+    },
+    signal(signal) {
+      return running()?.kill(signal) ?? false;
+    },
     async start() {
       child = spawn(
         'redis-server',
@@ -143,7 +169,7 @@ export async function startRedisServer(options: { persistent?: boolean } = {}): 
     },
     async kill() {
       const c = child;
-      if (!c || c.exitCode !== null) return;
+      if (!c || c.exitCode !== null || c.signalCode !== null) return;
       await new Promise<void>((resolve) => {
         c.once('exit', () => resolve());
         c.kill('SIGKILL');

@@ -54,7 +54,7 @@ export function idempotencyRoutes(ctx: AdminContext): AdminRoute[] {
             queueName,
             tenantId,
             keyId,
-            value: b.has('value') ? b.raw('value') : null,
+            value: b.has('value') ? b.optionalJson('value') : null,
             ...(ttlMs === undefined ? {} : { ttlMs }),
           });
           return reply.status(201).send(recordJson(record));

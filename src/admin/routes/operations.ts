@@ -1,7 +1,6 @@
 import { FeatureDisabledError } from '../../errors.js';
 import { CLEANUP_TYPES } from '../../maintenance/run-cleanup.js';
 import { HttpErrorCode } from '../http-errors.js';
-import { checkReadiness } from '../readiness.js';
 import { type AdminContext, type AdminRoute, API_PREFIX, requireNoBody } from '../route.js';
 import { snakeKeys } from '../serialize.js';
 import { Fields, noQuery } from '../validate.js';
@@ -27,7 +26,7 @@ export function operationRoutes(ctx: AdminContext): AdminRoute[] {
       async handler(request, reply) {
         noQuery(request.query);
         const { config } = ctx.manager;
-        const readiness = await checkReadiness(ctx.manager);
+        const readiness = await ctx.readiness();
         const body = {
           status: readiness.ready ? 'healthy' : 'unhealthy',
           timestamp: new Date().toISOString(),
@@ -61,7 +60,7 @@ export function probeRoutes(ctx: AdminContext): AdminRoute[] {
       url: '/readyz',
       access: 'open',
       async handler(_request, reply) {
-        const readiness = await checkReadiness(ctx.manager);
+        const readiness = await ctx.readiness();
         if (readiness.ready) return { status: 'ready', checks: readiness.checks };
         return reply
           .status(503)

@@ -6,6 +6,7 @@ import {
   outboxBacklog,
   retryOutboxEvents,
 } from '../../outbox/inspect.js';
+import { capPage } from '../page-cap.js';
 import { type AdminContext, type AdminRoute, API_PREFIX, requireNoBody, requireOutbox } from '../route.js';
 import { backlogJson, outboxEventJson, snakeKeys } from '../serialize.js';
 import { Fields, noQuery } from '../validate.js';
@@ -37,18 +38,15 @@ export function outboxRoutes(ctx: AdminContext): AdminRoute[] {
         const cursor = q.optionalString('cursor');
         requireOutbox(ctx);
         const [page, backlog] = await Promise.all([
-          listOutboxEvents(ctx.manager.pool, {
+          listOutboxEvents(ctx.readPool, {
             ...(status ? { status } : {}),
             ...(limit ? { limit } : {}),
             ...(cursor !== undefined ? { cursor } : {}),
           }),
-          outboxBacklog(ctx.manager.pool),
+          outboxBacklog(ctx.readPool),
         ]);
-        return {
-          events: page.events.map(outboxEventJson),
-          next_cursor: page.nextCursor,
-          backlog: backlogJson(backlog),
-        };
+        const { events, nextCursor } = capPage(page.events.map(outboxEventJson), page.nextCursor);
+        return { events, next_cursor: nextCursor, backlog: backlogJson(backlog) };
       },
     },
     {

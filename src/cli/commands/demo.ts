@@ -2,8 +2,9 @@ import { Redis } from 'ioredis';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { configFromObject } from '../../config/load-config.js';
 import { kyselyFromPool, migrateToLatest } from '../../db/migrator.js';
-import { createPool } from '../../db/pool.js';
+import { createPool, poolTimeouts } from '../../db/pool.js';
 import { Manager } from '../../manager.js';
+import { Metrics } from '../../metrics/metrics.js';
 import { storeInOutbox } from '../../outbox/writer.js';
 import { createRedis } from '../../redis.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
@@ -55,11 +56,16 @@ export const demoCommand: Command = {
       outbox: { queue_pattern: `${PREFIX}jobqueue:{priority}_priority`, batch_size: 100 },
     });
     const logger = base.logger;
-    const pool = createPool(config.database.url, logger, { max: 8 });
-    const redis = createRedis(config.redis.url, logger, { enableOfflineQueue: true });
+    const pool = createPool(config.database.url, logger, { max: 8, ...poolTimeouts(config.database) });
+    const redis = createRedis(config.redis.url, logger, {
+      enableOfflineQueue: true,
+      connectTimeout: config.redis.connectTimeout,
+    });
     const consumer = new Redis(config.redis.url, { maxRetriesPerRequest: null });
     const db = new Kysely<DemoTables>({ dialect: new PostgresDialect({ pool }) });
-    const manager = new Manager(config, { pool, redis, logger });
+    // The demo's relay counts what it does like the daemon's, and the summary shows the counter next to the data.
+    const metrics = new Metrics({ config: config.metrics, processMetrics: false, logger });
+    const manager = new Manager(config, { pool, redis, logger, metrics });
     const relay = manager.createRelay();
     try {
       console.log(`database ${redact(config.database.url)}, redis ${redact(config.redis.url)}`);
@@ -179,6 +185,9 @@ export const demoCommand: Command = {
       console.log(`redelivered           ${redelivered.length}, recognised as duplicates ${duplicatesCaught}`);
       console.log(`shipments             ${shipped} (one per committed order)`);
       console.log(`commit->consume p50   ${p50} ms`);
+      console.log(
+        `relay published       ${(await metrics.outboxPublishedTotal.get()).values[0]?.value ?? 0} (exactly_once_outbox_published_total)`,
+      );
       const ok =
         seen.size === written.size &&
         duplicates === 0 &&

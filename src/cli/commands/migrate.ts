@@ -1,5 +1,6 @@
-import pg from 'pg';
 import { kyselyFromPool, migrateDown, migrateToLatest, migrationStatus } from '../../db/migrator.js';
+import { createPool } from '../../db/pool.js';
+import { silentLogger } from '../../logger.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
 import { cliContext } from '../context.js';
 
@@ -25,7 +26,11 @@ export const migrateCommand: Command = {
       throw new UsageError(`unknown migrate action "${positionals.join(' ')}"\n\n${USAGE}`);
     }
     const { config } = cliContext(values);
-    const db = kyselyFromPool(new pg.Pool({ connectionString: config.database.url, max: 1 }));
+    // A connect timeout (an address that accepts TCP and never answers fails in seconds), but no statement timeout:
+    // an index build on a big table may rightly take long.
+    const db = kyselyFromPool(
+      createPool(config.database.url, silentLogger, { max: 1, connectTimeoutMs: config.database.connectTimeout }),
+    );
     try {
       if (action === 'status') {
         for (const m of await migrationStatus(db)) {

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from '../../config/load-config.js';
-import { createPool } from '../../db/pool.js';
+import { createPool, poolTimeouts } from '../../db/pool.js';
 import { IdempotencyService } from '../../idempotency/index.js';
 import type { Logger } from '../../logger.js';
 import { createRedis } from '../../redis.js';
@@ -34,12 +34,15 @@ export function operatorContext(flags: ParsedFlags['values']): OperatorContext {
     config,
     logger,
     pool: () => {
-      pool ??= createPool(config.database.url, logger, { max: 2 });
+      pool ??= createPool(config.database.url, logger, { max: 2, ...poolTimeouts(config.database) });
       return pool;
     },
     redis: () => {
       // Operator commands are one-shot: queue commands until connected instead of failing the first one.
-      redis ??= createRedis(config.redis.url, logger, { enableOfflineQueue: true });
+      redis ??= createRedis(config.redis.url, logger, {
+        enableOfflineQueue: true,
+        connectTimeout: config.redis.connectTimeout,
+      });
       return redis;
     },
     idempotency: () => {

@@ -1,13 +1,21 @@
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
 import { type OperationsHandle, startOperations } from '../../admin/start-operations.js';
-import { createPool } from '../../db/pool.js';
+import { parseDuration } from '../../config/duration.js';
+import { createPool, poolTimeouts } from '../../db/pool.js';
 import { FeatureDisabledError } from '../../errors.js';
 import { Manager } from '../../manager.js';
 import { Metrics } from '../../metrics/metrics.js';
+import type { Relay } from '../../outbox/relay.js';
 import { createRedis } from '../../redis.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
 import { cliContext } from '../context.js';
+import { checkConnectionBudget, reportRedisPersistence, waitForPostgres, waitForRedis } from '../relay-startup.js';
 
-const USAGE = `Usage: exactly-once relay [--config FILE] [--concurrency N] [--port N] [--host ADDR]
+const MAX_CONCURRENCY = 64;
+const DEFAULT_WAIT_MS = 30_000;
+
+const USAGE = `Usage: exactly-once relay [--config FILE] [--concurrency N] [--port N] [--host ADDR] [--wait DURATION]
 
 Runs the relay daemon: moves committed outbox events into Redis, exactly once, in per-aggregate order.
 Wakes on LISTEN/NOTIFY; outbox.poll_interval is the fallback. SIGTERM or SIGINT finishes the batch in
@@ -16,12 +24,27 @@ flight and exits 0. Run as many as you like, on any machines.
 On the same port it serves the admin API (/api/v1/exactly-once/*), /metrics, /healthz and /readyz,
 and it takes part in the cluster-wide cleanup schedule (pg-boss: one replica runs each tick).
 
-  --concurrency N   claim loops in this process (outbox.concurrency)
-  --port N          admin/metrics port (admin.port, default 8080; 0 picks a free one)
-  --host ADDR       admin bind address (admin.host, default 127.0.0.1)`;
+  --concurrency N   claim loops in this process, 1..${MAX_CONCURRENCY} (outbox.concurrency)
+  --port N          admin/metrics port, 0..65535 (admin.port, default 8080; 0 picks a free one)
+  --host ADDR       admin bind address (admin.host, default 127.0.0.1)
+  --wait DURATION   how long to wait at start for Postgres and Redis to answer, e.g. 30s (default); 0 tries once`;
 
 /** How long a shutdown may take before we give up on the batch in flight (its claim is rolled back by Postgres). */
 const SHUTDOWN_GRACE_MS = 10_000;
+/**
+ * The admin API's own pool: operators' reads (`GET /outbox?limit=1000`, twenty at once) queue here instead of taking
+ * the connections the claim loops need, and a read stuck behind a lock gives up after the statement timeout.
+ */
+const ADMIN_POOL = { max: 2, statementTimeoutMs: 5000 };
+/** Connections of the cleanup scheduler (pg-boss's pool in maintenance/scheduler.ts). */
+const SCHEDULER_CONNECTIONS = 3;
+
+interface RelayFlags {
+  concurrency: number | undefined;
+  port: number | undefined;
+  host: string | undefined;
+  waitMs: number;
+}
 
 export const relayCommand: Command = {
   name: 'relay',
@@ -31,36 +54,49 @@ export const relayCommand: Command = {
       concurrency: { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
+      wait: { type: 'string' },
     });
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
-    let concurrency: number | undefined;
-    if (values.concurrency !== undefined) {
-      concurrency = Number(values.concurrency);
-      if (!Number.isInteger(concurrency) || concurrency < 1)
-        throw new UsageError('--concurrency must be an integer >= 1');
-    }
-    let port: number | undefined;
-    if (values.port !== undefined) {
-      port = Number(values.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be 0..65535');
-    }
-    const host = typeof values.host === 'string' ? values.host : undefined;
+    const flags = relayFlags(values);
     const ctx = cliContext(values);
-    const config = concurrency ? { ...ctx.config, outbox: { ...ctx.config.outbox, concurrency } } : ctx.config;
+    const config =
+      flags.concurrency === undefined
+        ? ctx.config
+        : { ...ctx.config, outbox: { ...ctx.config.outbox, concurrency: flags.concurrency } };
     if (!config.outbox.enabled) throw new FeatureDisabledError('outbox');
     const logger = ctx.logger.child({ component: 'cli' });
-    const pool = createPool(config.database.url, ctx.logger, { max: config.outbox.concurrency + 2 });
-    const redis = createRedis(config.redis.url, ctx.logger);
-    const metrics = config.metrics.enabled
-      ? new Metrics({ config: config.metrics, pool, logger: ctx.logger })
-      : undefined;
-    const manager = new Manager(config, { pool, redis, logger: ctx.logger, ...(metrics ? { metrics } : {}) });
-    const relay = manager.createRelay();
-    let ops: OperationsHandle | undefined;
+    const concurrency = config.outbox.concurrency;
 
+    // Claim loops, probes and cleanup on one pool; admin reads and the backlog gauges on their own (see ADMIN_POOL).
+    const timeouts = poolTimeouts(config.database);
+    const relayPoolSize = concurrency + 2;
+    const pool = createPool(config.database.url, ctx.logger, {
+      ...timeouts,
+      max: relayPoolSize,
+      application_name: 'exactly-once relay',
+    });
+    const adminPool: pg.Pool = createPool(config.database.url, ctx.logger, {
+      ...timeouts,
+      ...ADMIN_POOL,
+      statementTimeoutMs: Math.min(ADMIN_POOL.statementTimeoutMs, config.database.statementTimeout),
+      application_name: 'exactly-once admin',
+    });
+    const redis = createRedis(config.redis.url, ctx.logger, { connectTimeout: config.redis.connectTimeout });
+    let manager: Manager | undefined;
+    let relay: Relay | undefined;
+    let ops: OperationsHandle | undefined;
+    const release = async () => {
+      await relay?.stop().catch((err) => logger.warn({ err }, 'error while stopping'));
+      await ops?.close().catch((err) => logger.warn({ err }, 'error while closing the admin server'));
+      await manager?.close();
+      redis.disconnect();
+      await Promise.allSettled([pool.end(), adminPool.end()]);
+    };
+
+    const starting = new AbortController();
     const stopped = new Promise<number>((resolve) => {
       let signalled = false;
       const onSignal = (signal: NodeJS.Signals) => {
@@ -69,6 +105,12 @@ export const relayCommand: Command = {
           process.exit(1);
         }
         signalled = true;
+        if (!relay) {
+          logger.info({ signal }, 'stopping before the relay started');
+          starting.abort(new StartAborted());
+          resolve(0);
+          return;
+        }
         logger.info({ signal }, 'shutting down: finishing the batch in flight');
         const force = setTimeout(() => {
           logger.error('shutdown took too long; exiting (the open claim is rolled back by Postgres)');
@@ -88,21 +130,111 @@ export const relayCommand: Command = {
     });
 
     try {
-      await relay.start();
-      ops = await startOperations({ manager, metrics, logger: ctx.logger, host, port });
+      await waitForServices(config.database.url, config.redis.url, redis, config.database.connectTimeout, {
+        waitMs: flags.waitMs,
+        logger,
+        signal: starting.signal,
+      });
+      await checkConnectionBudget(
+        pool,
+        { relayPool: relayPoolSize, adminPool: ADMIN_POOL.max, listen: 1, scheduler: SCHEDULER_CONNECTIONS },
+        concurrency,
+        logger,
+      );
+      const metrics = config.metrics.enabled
+        ? new Metrics({ config: config.metrics, pool: adminPool, logger: ctx.logger })
+        : undefined;
+      await reportRedisPersistence(redis, config.redis.url, logger, (target, durable) =>
+        metrics?.redisPersistence(target, durable),
+      );
+      manager = new Manager(config, { pool, redis, logger: ctx.logger, ...(metrics ? { metrics } : {}) });
+      const created = manager.createRelay();
+      await created.start();
+      relay = created;
+      ops = await startOperations({
+        manager,
+        metrics,
+        logger: ctx.logger,
+        host: flags.host,
+        port: flags.port,
+        relay,
+        readPool: adminPool,
+      });
       if (ops.admin) logger.info({ url: ops.admin.url }, 'admin API, /metrics, /healthz and /readyz listening');
     } catch (err) {
-      await relay.stop().catch(() => {});
-      await ops?.close().catch(() => {});
-      await manager.close();
-      await Promise.allSettled([pool.end(), Promise.resolve(redis.disconnect())]);
+      await release();
+      if (err instanceof StartAborted) return 0;
       throw err;
     }
     const code = await stopped;
-    await ops.close().catch((err) => logger.warn({ err }, 'error while closing the admin server'));
-    await manager.close();
-    redis.disconnect();
-    await pool.end();
+    await release();
     return code;
   },
 };
+
+class StartAborted extends Error {}
+
+/** Both services at once, one deadline; the first to give up stops the other wait. */
+async function waitForServices(
+  databaseUrl: string,
+  redisUrl: string,
+  redis: Redis,
+  connectTimeoutMs: number,
+  options: { waitMs: number; logger: ReturnType<typeof cliContext>['logger']; signal: AbortSignal },
+): Promise<void> {
+  const inner = new AbortController();
+  const onOuter = () => inner.abort(options.signal.reason);
+  options.signal.addEventListener('abort', onOuter, { once: true });
+  const wait = { deadline: Date.now() + options.waitMs, waitMs: options.waitMs, logger: options.logger };
+  try {
+    await Promise.all(
+      [
+        waitForPostgres(databaseUrl, connectTimeoutMs, { ...wait, signal: inner.signal }),
+        waitForRedis(redis, redisUrl, { ...wait, signal: inner.signal }),
+      ].map((p) =>
+        p.catch((err: unknown) => {
+          inner.abort(err);
+          throw err;
+        }),
+      ),
+    );
+  } catch (err) {
+    // The service that failed first, not the abort it caused in the other wait.
+    throw options.signal.aborted ? options.signal.reason : (inner.signal.reason ?? err);
+  } finally {
+    options.signal.removeEventListener('abort', onOuter);
+  }
+}
+
+function relayFlags(values: Record<string, string | boolean | undefined>): RelayFlags {
+  const text = (name: string) => {
+    const v = values[name];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const host = text('host');
+  if (host !== undefined && host.trim() === '') throw new UsageError('--host needs an address, e.g. 127.0.0.1');
+  const wait = text('wait');
+  let waitMs = DEFAULT_WAIT_MS;
+  if (wait !== undefined) {
+    const ms = wait === '0' ? 0 : parseDuration(wait);
+    if (ms === undefined)
+      throw new UsageError(`--wait must be a duration such as 30s or 2m, or 0 (got ${JSON.stringify(wait)})`);
+    waitMs = ms;
+  }
+  return {
+    concurrency: intFlag('concurrency', text('concurrency'), 1, MAX_CONCURRENCY),
+    port: intFlag('port', text('port'), 0, 65535),
+    host,
+    waitMs,
+  };
+}
+
+/** Digits only: `Number()` would take `''` as 0 (a random port), `1e3` as 1000 and `0x10` as 16. */
+function intFlag(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d{1,6}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(n >= min && n <= max)) {
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(value)})`);
+  }
+  return n;
+}

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { assertOneLineError, type CliResult, runCli } from './helpers/cli-process.js';
+import { createTestDatabase, REDIS_URL, type TestDatabase } from './helpers/services.js';
+
+/**
+ * How the real CLI fails for an operator: one line naming the problem and its code, exit 1, nothing on stdout.
+ * Every command runs in its own process (`node bin/exactly-once.js`); the tests run concurrently to keep the file's
+ * wall time down, since each spawn costs seconds of tsx start-up.
+ */
+let bare: TestDatabase;
+
+before(async () => {
+  bare = await createTestDatabase('operator_cli_bare', { migrate: false });
+});
+after(async () => {
+  await bare.close();
+});
+
+// EXACTLY_ONCE_CONFIG is emptied so a file from the caller's shell cannot change what is tested.
+const cli = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
+  runCli(args, { DATABASE_URL: bare.url, REDIS_URL, EXACTLY_ONCE_CONFIG: '', ...env });
+
+describe('operator commands fail in one line', { concurrency: true }, () => {
+  test('on an unmigrated database: outbox list / retry, stats and cleanup print EO_NOT_MIGRATED, exit 1', async () => {
+    const runs = await Promise.all([
+      cli(['outbox', 'list', '--json']),
+      cli(['outbox', 'retry', '--all-failed']),
+      cli(['outbox', 'retry', '0190a6e0-0000-7000-8000-000000000000']),
+      cli(['stats', '--queue', 'q']),
+      cli(['cleanup']),
+    ]);
+    for (const r of runs) {
+      assertOneLineError(
+        r,
+        1,
+        /^exactly-once (outbox|stats|cleanup): /,
+        /run `exactly-once migrate` first/,
+        /\[EO_NOT_MIGRATED\]$/,
+      );
+    }
+    // Nothing was created on the way.
+    const { rows } = await bare.pool.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'`);
+    assert.deepEqual(rows, [{ n: 0 }]);
+  });
+
+  test('the relay refuses an empty ADMIN_TOKEN or one with a space before it starts, naming it', async () => {
+    const [empty, spaced, stats] = await Promise.all([
+      cli(['relay', '--port', '0'], { ADMIN_TOKEN: '' }),
+      cli(['relay', '--port', '0'], { ADMIN_TOKEN: 'two words' }),
+      // Operator commands load the same config, so they refuse it too.
+      cli(['stats', '--queue', 'q'], { ADMIN_TOKEN: '' }),
+    ]);
+    assertOneLineError(empty, 1, /^exactly-once relay: ADMIN_TOKEN: is set but empty/, /\[EO_CONFIG_INVALID\]$/);
+    assertOneLineError(spaced, 1, /^exactly-once relay: ADMIN_TOKEN: must be usable as a Bearer token/);
+    assert.doesNotMatch(spaced.stderr, /two words/, 'the secret is not echoed');
+    assertOneLineError(stats, 1, /^exactly-once stats: ADMIN_TOKEN: is set but empty/);
+  });
+});

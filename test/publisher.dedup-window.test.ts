@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { stringify } from 'yaml';
+import { configFromObject, loadConfig } from '../src/config/load-config.js';
+import { Manager } from '../src/manager.js';
+import { dedupMarkerKey } from '../src/publishers/hash-tag.js';
+import { insertRawEvents } from './helpers/raw-events.js';
+import {
+  createTestDatabase,
+  deleteRedisPrefix,
+  REDIS_URL,
+  redisPrefix,
+  type TestDatabase,
+  waitFor,
+} from './helpers/services.js';
+
+// `outbox.dedup_window` is how long after a push a second run of the same event (a relay that crashed before its
+// COMMIT, then came back) is still recognised and not pushed again. It must reach Redis as the marker's lifetime,
+// through the config users write and the Manager they construct, in the right unit.
+
+let db: TestDatabase;
+let redis: Redis;
+const prefix = redisPrefix('dedup-window');
+const queue = `${prefix}jobqueue:{priority}_priority`;
+const lowQueue = `${prefix}jobqueue:low_priority`;
+
+before(async () => {
+  db = await createTestDatabase('dedup_window');
+  redis = new Redis(REDIS_URL);
+});
+after(async () => {
+  await deleteRedisPrefix(redis, prefix);
+  redis.disconnect();
+  await db.close();
+});
+
+/** Put a published event back to pending, as if the relay that pushed it had died before its COMMIT. */
+async function unpublish(id: string): Promise<void> {
+  await db.pool.query("UPDATE exactly_once_outbox SET status = 'pending', published_at = NULL WHERE id = $1", [id]);
+}
+
+async function pushesOf(id: string): Promise<number> {
+  return (await redis.lrange(lowQueue, 0, -1)).filter((j) => JSON.parse(j).id === id).length;
+}
+
+test('a 37s dedup_window (configFromObject + Manager) gives the marker a 37s lifetime', async () => {
+  const config = configFromObject({
+    database: { url: db.url },
+    redis: { url: REDIS_URL },
+    outbox: { queue_pattern: queue, dedup_window: '37s' },
+  });
+  const manager = new Manager(config);
+  try {
+    const [id] = (await insertRawEvents(db.pool, [{ aggregateId: 'w37' }])) as [string];
+    assert.equal((await manager.publishOutboxEvents()).published, 1);
+    const pttl = await redis.pttl(dedupMarkerKey(lowQueue, id));
+    assert.ok(pttl > 30_000 && pttl <= 37_000, `marker PTTL ${pttl} ms, expected (30000, 37000]`);
+
+    // Within the window a second run of the same event is recognised and pushes nothing.
+    await unpublish(id);
+    const again = await manager.publishOutboxEvents();
+    assert.deepEqual({ published: again.published, duplicates: again.duplicates }, { published: 0, duplicates: 1 });
+    assert.equal(await pushesOf(id), 1);
+  } finally {
+    await manager.close();
+  }
+});
+
+test('after a 2s dedup_window (YAML + loadConfig) the marker is gone and a re-run of the event is pushed again', async () => {
+  const file = path.join(tmpdir(), `eo-dedup-window-${process.pid}-${Date.now()}.yaml`);
+  writeFileSync(
+    file,
+    stringify({
+      exactly_once: {
+        database: { url: db.url },
+        redis: { url: REDIS_URL },
+        outbox: {
+          queue_pattern: queue,
+          dedup_window: '2s',
+          // a window must outlast a claim, and a claim a publish
+          claim_timeout: '1500ms',
+          publish_timeout: '1s',
+        },
+      },
+    }),
+  );
+  const manager = new Manager(loadConfig(file, { env: {} }));
+  try {
+    const [id] = (await insertRawEvents(db.pool, [{ aggregateId: 'w1' }])) as [string];
+    assert.equal((await manager.publishOutboxEvents()).published, 1);
+    const marker = dedupMarkerKey(lowQueue, id);
+    const pttl = await redis.pttl(marker);
+    assert.ok(pttl > 1000 && pttl <= 2000, `marker PTTL ${pttl} ms, expected (1000, 2000]`);
+
+    await waitFor(async () => (await redis.exists(marker)) === 0, 6000, 'the dedup marker to expire');
+    // The window is over: nothing remembers the first push, so a late re-run pushes the job a second time. This is
+    // what dedup_window bounds: keep it longer than a relay can stay down between its push and its COMMIT.
+    await unpublish(id);
+    const late = await manager.publishOutboxEvents();
+    assert.deepEqual({ published: late.published, duplicates: late.duplicates }, { published: 1, duplicates: 0 });
+    assert.equal(await pushesOf(id), 2);
+  } finally {
+    await manager.close();
+    rmSync(file, { force: true });
+  }
+});
