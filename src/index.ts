@@ -38,6 +38,7 @@ export {
   OutboxQueueNotAllowedError,
   OutboxTransactionRequiredError,
   PublishUnavailableError,
+  ServiceUnreachableError,
   UnsupportedExecutorError,
 } from './errors.js';
 export type {

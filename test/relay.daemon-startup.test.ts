@@ -100,7 +100,7 @@ describe('bad input is refused in one line', () => {
       assert.match(
         oneLine(run),
         new RegExp(
-          `exactly_once\\.outbox\\.concurrency: 8 needs 16 Postgres connections .*role "${role}"'s CONNECTION LIMIT \\(5\\)`,
+          `exactly_once\\.outbox\\.concurrency: 8 needs 15 Postgres connections .*role "${role}"'s CONNECTION LIMIT \\(5\\)`,
         ),
       );
     } finally {

@@ -299,11 +299,12 @@ test('a relay process whose LISTEN connection is terminated reconnects: events s
     );
     return rows[0]?.pid as number | undefined;
   };
-  /** The relay's last complete log line says it is asleep (nothing since: pino writes whole lines, in order). */
+  /** The relay component's last log line says it is asleep (pino writes whole lines, in order). */
   const sleeping = () => {
-    const out = relay.stderr();
-    if (!out.endsWith('\n')) return false;
-    return out.trimEnd().split('\n').at(-1)?.includes(`"msg":"${ASLEEP}"`) === true;
+    const lines = relay.stderr().split('\n');
+    lines.pop(); // a line still being written
+    const relayLines = lines.filter((l) => l.includes('"component":"relay"'));
+    return relayLines.at(-1)?.includes(`"msg":"${ASLEEP}"`) === true;
   };
   try {
     await waitFor(

@@ -1,5 +1,6 @@
 import {
   AdminUnauthorizedError,
+  CircuitOpenError,
   ExactlyOnceError,
   FeatureDisabledError,
   IdempotencyKeyExistsError,
@@ -9,6 +10,7 @@ import {
   InvalidParameterError,
   NotMigratedError,
   PgErrorCode,
+  PublishUnavailableError,
   ServiceUnreachableError,
   sqlState,
 } from '../errors.js';
@@ -65,6 +67,9 @@ export function toHttpError(err: unknown, fieldNames: Record<string, string> = S
     return fail(503, 'EO_NOT_MIGRATED', 'a table this endpoint needs does not exist; run `exactly-once migrate` first');
   }
   if (err instanceof ServiceUnreachableError) return fail(503, err.code, `${err.service} is unreachable; retry later`);
+  // The relay's publishing is paused (breaker open) or Redis did not take the batch: nothing was marked, retry later.
+  if (err instanceof CircuitOpenError) return fail(503, err.code, err.message);
+  if (err instanceof PublishUnavailableError) return fail(503, err.code, 'Redis did not take the batch; retry later');
   if (err instanceof IdempotencyStorageError) {
     return fail(503, err.code, `storage unavailable during ${err.operation}; retry later`);
   }

@@ -133,7 +133,6 @@ function resolve(tree: Record<string, unknown>, file: string | undefined): Confi
  */
 function checkAgreement(raw: RawConfig, file: string | undefined): void {
   const o = raw.outbox;
-  const i = raw.idempotency;
   const d = formatDuration;
   if (o.publish_timeout >= o.claim_timeout) {
     // The claim's transaction sits idle while Redis is written; Postgres ends it after claim_timeout. A publish that may
@@ -152,15 +151,6 @@ function checkAgreement(raw: RawConfig, file: string | undefined): void {
       'exactly_once.outbox.dedup_window',
       `must be longer than outbox.claim_timeout (${d(o.claim_timeout)}; got ${d(o.dedup_window)}): ` +
         'events a hung relay had pushed are claimed again after claim_timeout, and an expired marker lets them be pushed twice',
-      file,
-    );
-  }
-  if (i.enabled && i.default_ttl <= i.lease) {
-    // An in-progress key is taken over once its record expires, whatever its lease says.
-    throw new ConfigError(
-      'exactly_once.idempotency.default_ttl',
-      `must be longer than idempotency.lease (${d(i.lease)}; got ${d(i.default_ttl)}): ` +
-        'a key whose record expires while its lease runs is taken over and the processor runs twice',
       file,
     );
   }

@@ -196,7 +196,7 @@ const outbox = z.strictObject({
    * @defaultValue 24h
    */
   dedup_window: duration('24h', {
-    min: { ms: 1000, why: "the marker's Redis TTL is whole seconds" },
+    min: { ms: 1000, why: 'a shorter window expires markers while their batch may still be uncommitted' },
   }),
   /** Added: Redis list a job goes to; `{priority}` becomes `high` or `low`. @defaultValue "jobqueue:{priority}_priority" */
   queue_pattern: z.string().min(1).default('jobqueue:{priority}_priority'),

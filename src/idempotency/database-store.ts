@@ -34,6 +34,11 @@ const COLUMNS = 'queue_name, tenant_id, key_id, status, result, fingerprint, cre
  * Statements take an optional executor so the transactional form can run the same SQL inside the caller's transaction.
  * Completion and release are fenced by `claim_token` (G4): a caller whose lease lapsed and was taken over changes
  * nothing. Results go through jsonb-codec.ts, so results jsonb would refuse (NUL, lone surrogates) are stored too.
+ *
+ * G4: an in-progress row is governed by its lease alone. Its `expires_at` is kept at or after `lease_expires_at`
+ * (the claim and every renewal push it out), and claim, create and cleanup end an in-progress row only once its lease
+ * lapsed. Otherwise a processor that runs longer than the key's TTL, renewing its lease all along, would lose its key
+ * to a concurrent duplicate (a second run) or to cleanup.
  */
 export class DatabaseStore implements IdempotencyStore {
   readonly kind = 'database' as const;
@@ -61,49 +66,56 @@ export class DatabaseStore implements IdempotencyStore {
     this.exec = fromPg(pool);
     const t = `"${table}"`;
     const pk = 'queue_name = $1 AND tenant_id = $2 AND key_id = $3';
+    const live = `NOT ${over('')}`;
     this.sql = {
-      // One round trip for both answers: the CTE claims (insert, or takeover of an expired row / lapsed lease), and the
-      // second branch returns the row that blocked the claim. A row committed by a concurrent claimant after this
-      // statement's snapshot is invisible to the second branch; the caller sees no row and simply claims again.
+      // One round trip for both answers: the CTE claims (insert, or takeover of an expired completed row or a lapsed
+      // lease), and the second branch returns the row that blocked the claim. A row committed by a concurrent claimant
+      // after this statement's snapshot is invisible to the second branch; the caller sees no row and simply claims
+      // again. G4: an in-progress row is taken over only when its lease lapsed, never because its TTL ran out, and a
+      // new claim's expiry is no earlier than its lease end (a key's TTL may be shorter than the lease).
       claim: `
         WITH claimed AS (
           INSERT INTO ${t} AS k (queue_name, tenant_id, key_id, status, fingerprint, claim_token, lease_expires_at,
                                  created_at, expires_at)
           VALUES ($1, $2, $3, 'in_progress', $4, $5, now() + $6::float8 * interval '1 millisecond', now(),
-                  now() + $7::float8 * interval '1 millisecond')
+                  now() + greatest($6::float8, $7::float8) * interval '1 millisecond')
           ON CONFLICT (queue_name, tenant_id, key_id) DO UPDATE
             SET status = 'in_progress', result = NULL, fingerprint = EXCLUDED.fingerprint,
                 claim_token = EXCLUDED.claim_token, lease_expires_at = EXCLUDED.lease_expires_at,
                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-            WHERE k.expires_at <= now() OR (k.status = 'in_progress' AND k.lease_expires_at <= now())
+            WHERE (k.status = 'completed' AND k.expires_at <= now())
+               OR (k.status = 'in_progress' AND k.lease_expires_at <= now())
           RETURNING 1
         )
         SELECT true AS claimed, NULL AS ${COLUMNS.split(', ').join(', NULL AS ')} FROM claimed
         UNION ALL
         SELECT false, ${COLUMNS} FROM ${t} WHERE ${pk} AND NOT EXISTS (SELECT 1 FROM claimed)`,
+      // G4: the row's expiry moves with the lease (never back), so the record outlives its TTL while the processor runs.
       renew: `
-        UPDATE ${t} SET lease_expires_at = clock_timestamp() + $5::float8 * interval '1 millisecond'
+        UPDATE ${t} SET lease_expires_at = v.lease_end, expires_at = greatest(expires_at, v.lease_end)
+        FROM (SELECT clock_timestamp() + $5::float8 * interval '1 millisecond' AS lease_end) AS v
         WHERE ${pk} AND claim_token = $4 AND status = 'in_progress' RETURNING 1`,
       complete: `
         UPDATE ${t} SET status = 'completed', result = $5::jsonb, claim_token = NULL, lease_expires_at = NULL,
                         expires_at = clock_timestamp() + $6::float8 * interval '1 millisecond'
         WHERE ${pk} AND claim_token = $4 AND status = 'in_progress' RETURNING 1`,
       release: `DELETE FROM ${t} WHERE ${pk} AND claim_token = $4 AND status = 'in_progress' RETURNING 1`,
-      get: `SELECT ${COLUMNS} FROM ${t} WHERE ${pk} AND expires_at > now()`,
+      get: `SELECT ${COLUMNS} FROM ${t} WHERE ${pk} AND ${live}`,
       create: `
         INSERT INTO ${t} AS k (queue_name, tenant_id, key_id, status, result, created_at, expires_at)
         VALUES ($1, $2, $3, 'completed', $4::jsonb, now(), now() + $5::float8 * interval '1 millisecond')
         ON CONFLICT (queue_name, tenant_id, key_id) DO UPDATE
           SET status = 'completed', result = EXCLUDED.result, fingerprint = NULL, claim_token = NULL,
               lease_expires_at = NULL, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-          WHERE k.expires_at <= now()
+          WHERE ${over('k.')}
         RETURNING ${COLUMNS}`,
-      delete: `DELETE FROM ${t} WHERE ${pk} RETURNING expires_at > now() AS live`,
+      delete: `DELETE FROM ${t} WHERE ${pk} RETURNING ${live} AS live`,
       // Small autocommit batches keep each lock short; SKIP LOCKED steps around rows a claimant is updating, and the
-      // TID lookup makes the DELETE touch exactly the rows the index scan picked.
+      // TID lookup makes the DELETE touch exactly the rows the index scan picked. An in-progress row under a live lease
+      // is never deleted (G4), whatever its expiry says.
       cleanup: `
         DELETE FROM ${t} WHERE ctid = ANY (ARRAY(
-          SELECT ctid FROM ${t} WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))
+          SELECT ctid FROM ${t} WHERE ${over('')} ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))
         RETURNING 1`,
     };
   }
@@ -179,7 +191,7 @@ export class DatabaseStore implements IdempotencyStore {
 
   async countKeys(queueName?: string, tenantId?: string): Promise<number> {
     const { text, params } = filtered(
-      `SELECT count(*)::int8 AS n FROM "${this.table}" WHERE expires_at > now()`,
+      `SELECT count(*)::int8 AS n FROM "${this.table}" WHERE NOT ${over('')}`,
       queueName,
       tenantId,
     );
@@ -248,6 +260,15 @@ export class DatabaseStore implements IdempotencyStore {
       throw err;
     }
   }
+}
+
+/**
+ * G4: a row is over when its TTL ran out and, while in progress, its lease too. `expires_at` alone would do given the
+ * invariant on the class; the lease term keeps a row written without it (by an older version) safe as well.
+ * `alias` is the table alias with its dot (`'k.'`), or `''`.
+ */
+function over(alias: string): string {
+  return `(${alias}expires_at <= now() AND (${alias}status = 'completed' OR ${alias}lease_expires_at <= now()))`;
 }
 
 function pkParams(ref: KeyRef): unknown[] {

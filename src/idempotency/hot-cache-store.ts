@@ -59,6 +59,7 @@ export class HotCacheStore implements IdempotencyStore {
     return outcome;
   }
 
+  /** Postgres moves the row's expiry along with its lease (G4); nothing of an in-progress claim lives in the cache. */
   renew(ref: KeyRef, token: string, leaseMs: number): Promise<boolean> {
     return this.db.renew(ref, token, leaseMs);
   }

@@ -26,6 +26,10 @@ interface Entry {
  * A single-process store for tests and development. A `Map` keeps insertion order, which is the FIFO order;
  * for LRU every read moves the entry to the end, so the two policies evict different keys once a key is re-read.
  * In-progress claims are never evicted (that would let a duplicate run); expired records go first.
+ *
+ * G4: an in-progress entry is governed by its lease alone: its expiry is kept at or after its lease end (the claim and
+ * every renewal push it out), and claim, cleanup and eviction end it only once its lease lapsed. Otherwise a processor
+ * that runs longer than the key's TTL, renewing all along, would lose its key to a duplicate (a second run) or cleanup.
  */
 export class MemoryStore implements IdempotencyStore {
   readonly kind = 'memory' as const;
@@ -40,6 +44,7 @@ export class MemoryStore implements IdempotencyStore {
     if (entry) {
       const { record } = entry;
       if (record.status === 'completed') return { kind: 'completed', record };
+      // G4: only a lapsed lease lets the key be taken over, never its TTL.
       if ((record.leaseExpiresAt?.getTime() ?? 0) > now) return { kind: 'in_progress', record };
     }
     this.put(ref, {
@@ -50,7 +55,8 @@ export class MemoryStore implements IdempotencyStore {
         result: null,
         fingerprint: request.fingerprint,
         createdAt: new Date(now),
-        expiresAt: new Date(now + request.ttlMs),
+        // G4: the record lasts at least as long as its lease, even for a key whose TTL is shorter.
+        expiresAt: new Date(now + Math.max(request.ttlMs, request.leaseMs)),
         leaseExpiresAt: new Date(now + request.leaseMs),
       },
     });
@@ -60,7 +66,10 @@ export class MemoryStore implements IdempotencyStore {
   async renew(ref: KeyRef, token: string, leaseMs: number): Promise<boolean> {
     const entry = this.held(ref, token);
     if (!entry) return false;
-    entry.record = { ...entry.record, leaseExpiresAt: new Date(Date.now() + leaseMs) };
+    const leaseEnd = Date.now() + leaseMs;
+    // G4: the expiry moves with the lease (never back), so the record outlives its TTL while the processor runs.
+    const expiresAt = new Date(Math.max(entry.record.expiresAt.getTime(), leaseEnd));
+    entry.record = { ...entry.record, leaseExpiresAt: new Date(leaseEnd), expiresAt };
     return true;
   }
 
@@ -108,7 +117,7 @@ export class MemoryStore implements IdempotencyStore {
     const k = mapKey(ref);
     const entry = this.entries.get(k);
     this.entries.delete(k);
-    return entry !== undefined && entry.record.expiresAt.getTime() > Date.now();
+    return entry !== undefined && !isOver(entry.record, Date.now());
   }
 
   async cleanup(batchSize: number): Promise<number> {
@@ -116,7 +125,7 @@ export class MemoryStore implements IdempotencyStore {
     let removed = 0;
     let inBatch = 0;
     for (const [k, entry] of this.entries) {
-      if (entry.record.expiresAt.getTime() > now) continue;
+      if (!isOver(entry.record, now)) continue;
       this.entries.delete(k);
       removed++;
       // Yield between batches so a large sweep does not block the event loop.
@@ -132,7 +141,7 @@ export class MemoryStore implements IdempotencyStore {
     const now = Date.now();
     let n = 0;
     for (const { record } of this.entries.values()) {
-      if (record.expiresAt.getTime() <= now) continue;
+      if (isOver(record, now)) continue;
       if (queueName !== undefined && record.queueName !== queueName) continue;
       if (tenantId !== undefined && record.tenantId !== tenantId) continue;
       n++;
@@ -173,7 +182,7 @@ export class MemoryStore implements IdempotencyStore {
     const entry = this.entries.get(k);
     if (!entry) return undefined;
     // Expired entries stay until cleanup removes them (or eviction, in policy order).
-    if (entry.record.expiresAt.getTime() <= now) return undefined;
+    if (isOver(entry.record, now)) return undefined;
     if (this.options.evictionPolicy === 'lru') {
       this.entries.delete(k);
       this.entries.set(k, entry);
@@ -196,12 +205,21 @@ export class MemoryStore implements IdempotencyStore {
   private evict(): void {
     const now = Date.now();
     for (const [k, entry] of this.entries) {
-      if (entry.record.status === 'completed' || entry.record.expiresAt.getTime() <= now) {
+      if (entry.record.status === 'completed' || isOver(entry.record, now)) {
         this.entries.delete(k);
         return;
       }
     }
   }
+}
+
+/**
+ * G4: a record is over when its TTL ran out and, while in progress, its lease too. The expiry alone would do given the
+ * invariant on the class; checking the lease as well states the rule where it is applied.
+ */
+function isOver(record: IdempotencyRecord, now: number): boolean {
+  if (record.expiresAt.getTime() > now) return false;
+  return record.status === 'completed' || (record.leaseExpiresAt?.getTime() ?? 0) <= now;
 }
 
 function mapKey(ref: KeyRef): string {

@@ -37,6 +37,10 @@ type Part = PatternPart;
  * Redis as the store. Every decision is one Lua script on one key (the record's key, or its queue+tenant hash), so it
  * is atomic and runs unchanged on Redis Cluster. With `useHashes`, fields expire by their header (swept by `cleanup`)
  * unless the server has per-field expiry (HPEXPIRE, Redis >= 7.4), which is used when present.
+ *
+ * G4: an in-progress record is governed by its lease alone. The claim and every renewal keep its expiry (the header's,
+ * and the key's PX or the field's HPEXPIRE) at or after its lease end, so neither Redis nor `cleanup` drops it while a
+ * processor that runs longer than the key's TTL keeps renewing, and a duplicate cannot take it over (see prelude.lua).
  */
 export class RedisStore implements IdempotencyStore {
   readonly kind = 'redis' as const;
@@ -98,7 +102,7 @@ export class RedisStore implements IdempotencyStore {
 
   /**
    * Plain keys carry a PX expiry, so Redis removes them itself. Hash fields (without HPEXPIRE) are swept here:
-   * HSCAN a batch, then one script deletes those fields that are still expired.
+   * HSCAN a batch, then one script deletes those fields that are still expired (and not under a live lease, G4).
    */
   async cleanup(batchSize: number): Promise<number> {
     if (!this.options.useHashes) return 0;

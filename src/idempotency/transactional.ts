@@ -34,7 +34,8 @@ const LOCK_NOT_AVAILABLE = '55P03';
 /**
  * One try of the transactional form, on a dedicated pool client:
  *
- * BEGIN; claim (the same INSERT ... ON CONFLICT as the plain form); run the processor; mark completed; COMMIT.
+ * BEGIN; claim (the same INSERT ... ON CONFLICT as the plain form, so it too takes over a plain-form claim only once
+ * its lease lapsed, never because its TTL ran out: G4); run the processor; mark completed; COMMIT.
  *
  * A concurrent duplicate's INSERT blocks on our uncommitted row until we commit (it then sees `completed`) or roll
  * back (it then claims); `lock_timeout` bounds that wait by the caller's remaining wait time and is reset to the

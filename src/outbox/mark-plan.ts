@@ -70,7 +70,7 @@ export function planMarks(
     const attempt = event.retryCount + 1;
     const error = outcome.error.slice(0, MAX_ERROR_LENGTH);
     plan.errors.push(error);
-    if (attempt > (event.maxRetries ?? policy.maxRetries)) {
+    if (outcome.permanent || attempt > (event.maxRetries ?? policy.maxRetries)) {
       summary.failed++;
       plan.statuses.push('failed');
       plan.delays.push(null);

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import { CircuitOpenError, NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { type DestinationPolicy, destinationPolicy } from './allowed-queues.js';
 import { backoffDelay } from './backoff.js';
 import { type BreakerPermit, type BreakerState, CircuitBreaker, type RelayHealth } from './circuit-breaker.js';
 import { Doorbell, ProducerSweep } from './doorbell.js';
@@ -73,6 +74,8 @@ export class Relay {
   readonly #breaker: CircuitBreaker;
   /** Test-only crash switch (EXACTLY_ONCE_TEST_FAULT); `undefined` in production. */
   readonly #fault: TestFault | undefined;
+  /** The allow-list again: rows can be inserted by plain SQL, bypassing the writer's check. */
+  readonly #destinations: DestinationPolicy;
   /** Earliest retry this process scheduled (`performance.now()` time); we wake for it instead of a whole poll interval. */
   #nextRetryAt = Number.POSITIVE_INFINITY;
 
@@ -102,6 +105,7 @@ export class Relay {
       },
     });
     this.#fault = TestFault.fromEnv(process.env, this.#log);
+    this.#destinations = destinationPolicy(this.#config.outbox);
   }
 
   /**
@@ -179,6 +183,23 @@ export class Relay {
     }
   }
 
+  /**
+   * Events whose destination the allow-list refuses are never sent: each fails at once, without retries (no retry can
+   * change the verdict), and the rest of the batch goes out as usual.
+   */
+  async #publishAllowed(events: ClaimedEvent[], gate: Gate): Promise<PublishOutcome[]> {
+    const refusals = events.map((e) => (e.queue === null ? undefined : this.#destinations.reason(e.queue)));
+    if (refusals.every((r) => r === undefined)) return this.#publish(events, gate);
+    const allowed = events.filter((_, i) => refusals[i] === undefined);
+    const sent = allowed.length > 0 ? await this.#publish(allowed, gate) : [];
+    let next = 0;
+    return refusals.map((reason) =>
+      reason === undefined
+        ? (sent[next++] ?? { kind: 'failed', error: 'publisher returned no outcome' })
+        : { kind: 'failed', error: `destination refused: ${reason}`, permanent: true },
+    );
+  }
+
   /** Publish through the circuit breaker: a throw is an infrastructure failure, a return a success. */
   async #publish(events: ClaimedEvent[], gate: Gate): Promise<PublishOutcome[]> {
     gate.used = true;
@@ -218,7 +239,7 @@ export class Relay {
         await client.query('COMMIT');
         return { ...ZERO_SUMMARY };
       }
-      const outcomes = await this.#publish(events, gate);
+      const outcomes = await this.#publishAllowed(events, gate);
       if (this.#fault) await this.#fault.afterPush();
       const summary = await this.#markAndCommit(client, events, outcomes);
       this.#record(summary, (performance.now() - started) / 1000);
@@ -284,14 +305,17 @@ export class Relay {
   async #loop(index: number): Promise<void> {
     const log = this.#log.child({ loop: index });
     let outages = 0;
+    // Producers may have skipped the bell because this process was the watchman: after letting go of the watch lock
+    // we owe them a sweep (doorbell.ts). The debt survives new work, errors and an open circuit until a sweep has
+    // begun; a begun sweep survives new work until every transaction in it has ended.
+    let owed = false;
     let sweep: ProducerSweep | undefined;
     while (!this.#stopping) {
       try {
         const openFor = this.#breaker.waitMs();
         if (openFor > 0) {
           // Circuit open: claim nothing (it would only be rolled back). Producers ring the bell again meanwhile.
-          sweep = undefined;
-          await this.#doorbell.rest(index);
+          if (await this.#doorbell.rest(index)) owed = true;
           await this.#wakeup.sleep(openFor);
           continue;
         }
@@ -301,17 +325,16 @@ export class Relay {
         if (batch.claimed > 0 && batch.claimed > batch.held) {
           // More is probably waiting. While we drain, producers skip the NOTIFY (see doorbell.ts).
           this.#doorbell.setAwake(index);
-          sweep = undefined;
           continue;
         }
-        // Caught up. If we were the watchman, producers may have skipped the bell because of us: release the watch
-        // lock, then claim until every producer transaction that was in flight at that moment has ended.
-        if (sweep === undefined) {
-          if (await this.#doorbell.rest(index)) {
-            sweep = await ProducerSweep.begin(this.#pool);
-            continue;
-          }
-        } else if (!sweep.done) {
+        // Caught up: release the watch lock, then claim until every producer transaction in flight at that moment
+        // has ended. A fresh pg_locks read also covers everyone an earlier sweep still waited for.
+        if ((await this.#doorbell.rest(index)) || owed) {
+          sweep = await ProducerSweep.begin(this.#pool);
+          owed = false;
+          continue;
+        }
+        if (sweep && !sweep.done) {
           await this.#untilAProducerEnds(sweep);
           continue;
         }
@@ -319,9 +342,7 @@ export class Relay {
         log.debug('caught up: sleeping until NOTIFY or poll_interval');
         await this.#wakeup.sleep(this.#idleDelay());
       } catch (err) {
-        // Whatever producers skipped the bell meanwhile are claimed by the retry after the backoff.
-        sweep = undefined;
-        await this.#doorbell.rest(index);
+        if (await this.#doorbell.rest(index)) owed = true;
         if (err instanceof CircuitOpenError) continue;
         outages++;
         const delay = backoffDelay(outages, OUTAGE_BACKOFF);

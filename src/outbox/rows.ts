@@ -3,11 +3,6 @@ import type { OutboxEvent, OutboxStatus } from './types.js';
 export const OUTBOX_TABLE = 'exactly_once_outbox';
 /** NOTIFY channel the insert trigger (migrations/0001) signals. */
 export const OUTBOX_CHANNEL = 'exactly_once_outbox';
-/**
- * Two-int advisory lock relays hold *shared* while draining; the insert trigger (migrations/0004) rings the doorbell
- * (NOTIFY) only when it can take it exclusively, i.e. when no relay is awake. See src/outbox/doorbell.ts.
- */
-export const OUTBOX_AWAKE_LOCK = "hashtext('exactly_once_outbox_awake'), 0";
 
 /** A row of exactly_once_outbox as pg returns it. */
 export interface OutboxRow extends Record<string, unknown> {

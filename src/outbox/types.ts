@@ -82,7 +82,8 @@ export type PublishOutcome =
   | { kind: 'duplicate' }
   /** Not attempted because an earlier event of the same aggregate failed in this batch; stays pending. */
   | { kind: 'held' }
-  | { kind: 'failed'; error: string };
+  /** `permanent`: no retry can succeed (e.g. a destination the allow-list refuses); marked failed at once. */
+  | { kind: 'failed'; error: string; permanent?: boolean };
 
 /**
  * Pushes a claimed batch somewhere. Return one outcome per event, in order. Throw only when the whole batch could

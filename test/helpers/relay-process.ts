@@ -1,14 +1,21 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 
 const BIN = new URL('../../bin/exactly-once.js', import.meta.url).pathname;
 
-/** Write an `exactly_once:` YAML config file for child processes and return its path. */
+/** Config files this test process wrote; removed when it exits, so a run leaves nothing in the temp folder. */
+const written = new Set<string>();
+process.once('exit', () => {
+  for (const file of written) rmSync(file, { force: true });
+});
+
+/** Write an `exactly_once:` YAML config file for child processes and return its path (removed at exit). */
 export function writeConfigFile(label: string, tree: Record<string, unknown>): string {
-  const file = path.join(tmpdir(), `eo-${label}-${process.pid}-${Date.now()}.yaml`);
+  const file = path.join(tmpdir(), `eo-${label}-${process.pid}-${Date.now()}-${written.size}.yaml`);
+  written.add(file);
   // Many relays share this machine in tests: each admin server takes a free port unless the test says otherwise.
   writeFileSync(file, stringify({ exactly_once: { ...tree, admin: { port: 0, ...(tree.admin as object) } } }));
   return file;

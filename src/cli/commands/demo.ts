@@ -67,6 +67,8 @@ export const demoCommand: Command = {
     const metrics = new Metrics({ config: config.metrics, processMetrics: false, logger });
     const manager = new Manager(config, { pool, redis, logger, metrics });
     const relay = manager.createRelay();
+    let writing = true;
+    let consuming: Promise<void> | undefined;
     try {
       console.log(`database ${redact(config.database.url)}, redis ${redact(config.redis.url)}`);
       const applied = await migrateToLatest(kyselyFromPool(pool));
@@ -111,9 +113,8 @@ export const demoCommand: Command = {
         );
         return true;
       };
-      let writing = true;
       const deadline = Date.now() + 20_000;
-      const consuming = (async () => {
+      consuming = (async () => {
         while ((writing || seen.size < written.size) && Date.now() < deadline) {
           const retry = early;
           early = [];
@@ -139,15 +140,20 @@ export const demoCommand: Command = {
               .insertInto('demo_orders')
               .values({ id, customer, total: i * 10 })
               .execute();
-            const stored = await storeInOutbox(trx, {
-              aggregateType: 'customer',
-              aggregateId: customer,
-              eventType: 'order.created',
-              payload: { orderId: id, total: i * 10, filepath: `/orders/${id}.json` },
-              headers: { priority },
-              // Named explicitly, so any relay of the same database (say docker-compose's) routes it here too.
-              queue: `${PREFIX}jobqueue:${priority}_priority`,
-            });
+            const stored = await storeInOutbox(
+              trx,
+              {
+                aggregateType: 'customer',
+                aggregateId: customer,
+                eventType: 'order.created',
+                payload: { orderId: id, total: i * 10, filepath: `/orders/${id}.json` },
+                headers: { priority },
+                // Named explicitly, so any relay of the same database (say docker-compose's) routes it here too.
+                queue: `${PREFIX}jobqueue:${priority}_priority`,
+                // The demo's queue_pattern is what allows this destination.
+              },
+              config.outbox,
+            );
             if (i % 5 === 0) throw new RolledBackOnPurpose();
             return stored;
           });
@@ -198,9 +204,12 @@ export const demoCommand: Command = {
       console.log(ok ? 'OK: every committed event had its effect exactly once, in order' : 'FAILED: see above');
       return ok ? 0 : 1;
     } finally {
+      // On an error the consumer may still be blocked in BRPOP: end it, and its rejection, before closing up.
+      writing = false;
+      consumer.disconnect();
+      await consuming?.catch(() => {});
       await relay.stop();
       await manager.close();
-      consumer.disconnect();
       redis.disconnect();
       await pool.end();
     }

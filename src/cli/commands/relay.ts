@@ -36,8 +36,8 @@ const SHUTDOWN_GRACE_MS = 10_000;
  * the connections the claim loops need, and a read stuck behind a lock gives up after the statement timeout.
  */
 const ADMIN_POOL = { max: 2, statementTimeoutMs: 5000 };
-/** Connections of the cleanup scheduler (pg-boss's pool in maintenance/scheduler.ts). */
-const SCHEDULER_CONNECTIONS = 3;
+/** Connections of the cleanup scheduler (its pool in maintenance/scheduler.ts, `max: 2`). */
+const SCHEDULER_CONNECTIONS = 2;
 
 interface RelayFlags {
   concurrency: number | undefined;

@@ -5,6 +5,9 @@
 -- A record is one string: 'eo1|<status p|c>|<encoding j|z>|<lease ms>|<expires ms>|<created ms>|<token hex>|<fingerprint hex>|'
 -- followed by the result payload. Times are this server's TIME, so every client agrees on leases whatever its clock.
 -- Expiry lives in the header too, because a hash field has no TTL of its own before Redis 7.4.
+-- G4: an in-progress record is governed by its lease alone. Its expiry (header and key/field TTL) is kept at or after
+-- its lease end, by claim and by every renewal, and it counts as live while its lease does; otherwise a processor that
+-- runs longer than the key's TTL, renewing all along, would lose its key to a duplicate (a second run) or to cleanup.
 local key, field = KEYS[1], ARGV[1]
 local hexpire = ARGV[2] == '1'
 local clock = redis.call('TIME')
@@ -19,14 +22,19 @@ local function header(status, encoding, lease, expires, created, token, fingerpr
     .. token .. '|' .. fingerprint .. '|'
 end
 
--- The live record, or nil when absent, expired or not ours.
+-- G4: expired, and (while in progress) out of its lease too.
+local function over(status, lease, expires)
+  return expires <= now and (status ~= 'p' or lease <= now)
+end
+
+-- The live record, or nil when absent, over or not ours.
 local function load()
   local raw
   if field == '' then raw = redis.call('GET', key) else raw = redis.call('HGET', key, field) end
   if not raw then return nil end
   local status, lease, expires, created, token, fingerprint =
     string.match(raw, '^eo1|(%a)|%a|(%d+)|(%d+)|(%d+)|(%x*)|(%x*)|')
-  if not status or tonumber(expires) <= now then return nil end
+  if not status or over(status, tonumber(lease), tonumber(expires)) then return nil end
   return { raw = raw, status = status, lease = tonumber(lease), expires = tonumber(expires),
            created = tonumber(created), token = token, fingerprint = fingerprint }
 end

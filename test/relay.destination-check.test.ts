@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { dedupMarkerKey } from '../src/publishers/hash-tag.js';
+import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
+import { eventStates, insertRawEvents } from './helpers/raw-events.js';
+
+// The writer refuses a destination outside `outbox.allowed_queues`, but a row can also be inserted by plain SQL (an
+// operator, another service). The relay checks again with its own config (G6): such a row never reaches Redis.
+
+let fx: OutboxFixture;
+before(async () => {
+  fx = await outboxFixture('destcheck', { max_retries: 5 });
+});
+after(async () => {
+  await fx.close();
+});
+
+test('a row naming a refused destination ends failed at once and is never pushed; the rest of the batch flows', async () => {
+  const victim = '0190f6c2-0000-7000-8000-000000000001';
+  const markerOfAnotherEvent = dedupMarkerKey(fx.lowQueue, victim);
+  const foreign = 'someone-else:list';
+  const ids = await insertRawEvents(fx.db.pool, [
+    { aggregateId: 'a', queue: markerOfAnotherEvent },
+    { aggregateId: 'a' },
+    { aggregateId: 'b', queue: foreign },
+    { aggregateId: 'c', queue: `${fx.prefix}own-list` },
+  ]);
+  const [toMarker, afterIt, toForeign, toOwn] = ids as [string, string, string, string];
+
+  const summary = await fx.relay().publishDue();
+  assert.equal(summary.failed, 2, JSON.stringify(summary));
+  assert.equal(summary.retried, 0, 'a refusal is final: no retry can change it');
+  assert.equal(summary.published, 2);
+
+  const states = await eventStates(fx.db.pool, ids);
+  for (const id of [toMarker, toForeign]) {
+    const s = states.get(id);
+    assert.equal(s?.status, 'failed');
+    assert.match(s?.lastError ?? '', /destination refused: .*(reserved|not an allowed destination)/);
+  }
+  assert.match(states.get(toMarker)?.lastError ?? '', /reserved/);
+  assert.equal(states.get(afterIt)?.status, 'published');
+  assert.equal(states.get(toOwn)?.status, 'published');
+
+  // Nothing reached the refused keys; the marker name is still free for the event it belongs to.
+  assert.equal(await fx.redis.exists(markerOfAnotherEvent), 0);
+  assert.equal(await fx.redis.exists(foreign), 0);
+  assert.deepEqual(
+    (await fx.jobs()).map((j) => j.id),
+    [afterIt],
+  );
+  assert.deepEqual(
+    (await fx.jobs(`${fx.prefix}own-list`)).map((j) => j.id),
+    [toOwn],
+  );
+});
