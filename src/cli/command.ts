@@ -4,7 +4,6 @@ import { ExactlyOnceError } from '../errors.js';
 /** One CLI command: `exactly-once <name> ...`. `run` returns the process exit code. */
 export interface Command {
   name: string;
-  summary: string;
   run(argv: string[]): Promise<number>;
 }
 

@@ -30,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await command.run(rest);
+    return await (await command.load()).run(rest);
   } catch (err) {
     if (err instanceof UsageError) {
       console.error(`exactly-once ${name}: ${err.message}`);

@@ -67,6 +67,9 @@ export function createIdempotencyStore(config: Config, deps: StoreDeps): Created
         const created = createPool(config.database.url, deps.logger, {
           max: cfg.storage.database.maxConnections,
           application_name: 'exactly-once:idempotency',
+          // A connect timeout only: a statement timeout here would also cut the caller's own statements inside
+          // processInTransaction, which `storage.database.transaction_timeout` already bounds.
+          connectTimeoutMs: config.database.connectTimeout,
         });
         owned.push(() => created.end());
         pool = created;

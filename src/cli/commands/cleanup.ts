@@ -10,7 +10,6 @@ once per cluster; this is for running it by hand. Default type: all (disabled fe
 
 export const cleanupCommand: Command = {
   name: 'cleanup',
-  summary: 'delete expired idempotency keys and old outbox events now',
   async run(argv) {
     const { values } = parseFlags(argv, { type: { type: 'string' }, json: { type: 'boolean' } });
     if (values.help) {

@@ -39,7 +39,6 @@ interface Written {
 
 export const demoCommand: Command = {
   name: 'demo',
-  summary: 'write orders and events, relay them, consume them idempotently, and show what flowed',
   async run(argv) {
     const { values } = parseFlags(argv, { orders: { type: 'string', default: '20' } });
     if (values.help) {

@@ -1,17 +1,42 @@
 import type { Command } from '../command.js';
-import { cleanupCommand } from './cleanup.js';
-import { demoCommand } from './demo.js';
-import { migrateCommand } from './migrate.js';
-import { outboxCommand } from './outbox.js';
-import { relayCommand } from './relay.js';
-import { statsCommand } from './stats.js';
+
+/** A command's name and summary, with its module loaded only when it runs (an operator command need not load fastify). */
+export interface CommandEntry {
+  name: string;
+  summary: string;
+  load(): Promise<Command>;
+}
 
 /** Every `exactly-once <command>`, in the order `--help` lists them. */
-export const commands: Command[] = [
-  migrateCommand,
-  relayCommand,
-  demoCommand,
-  statsCommand,
-  outboxCommand,
-  cleanupCommand,
+export const commands: CommandEntry[] = [
+  {
+    name: 'migrate',
+    summary: 'apply, undo or list database migrations',
+    load: async () => (await import('./migrate.js')).migrateCommand,
+  },
+  {
+    name: 'relay',
+    summary: 'run the outbox relay daemon',
+    load: async () => (await import('./relay.js')).relayCommand,
+  },
+  {
+    name: 'demo',
+    summary: 'write orders and events, relay them, consume them idempotently, and show what flowed',
+    load: async () => (await import('./demo.js')).demoCommand,
+  },
+  {
+    name: 'stats',
+    summary: 'deduplication statistics of a queue and the outbox backlog',
+    load: async () => (await import('./stats.js')).statsCommand,
+  },
+  {
+    name: 'outbox',
+    summary: 'list outbox events, replay failed ones',
+    load: async () => (await import('./outbox.js')).outboxCommand,
+  },
+  {
+    name: 'cleanup',
+    summary: 'delete expired idempotency keys and old outbox events now',
+    load: async () => (await import('./cleanup.js')).cleanupCommand,
+  },
 ];

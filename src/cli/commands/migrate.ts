@@ -14,7 +14,6 @@ The database is DATABASE_URL, else database.url from the config file.`;
 
 export const migrateCommand: Command = {
   name: 'migrate',
-  summary: 'apply, undo or list database migrations',
   async run(argv) {
     const { values, positionals } = parseFlags(argv, {}, true);
     if (values.help) {

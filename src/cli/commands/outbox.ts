@@ -17,7 +17,6 @@ const USAGE = `Usage: exactly-once outbox <list|retry> [options] [--config FILE]
 
 export const outboxCommand: Command = {
   name: 'outbox',
-  summary: 'list outbox events, replay failed ones',
   async run(argv) {
     const [action, ...rest] = argv;
     if (action === undefined || action === '--help' || action === '-h') {

@@ -48,7 +48,6 @@ interface RelayFlags {
 
 export const relayCommand: Command = {
   name: 'relay',
-  summary: 'run the outbox relay daemon',
   async run(argv) {
     const { values } = parseFlags(argv, {
       concurrency: { type: 'string' },

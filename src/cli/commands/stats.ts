@@ -15,7 +15,6 @@ tenant-less keys only), and the outbox backlog.
 
 export const statsCommand: Command = {
   name: 'stats',
-  summary: 'deduplication statistics of a queue and the outbox backlog',
   async run(argv) {
     const { values } = parseFlags(argv, {
       queue: { type: 'string', short: 'q' },
