@@ -26,8 +26,8 @@ console.log(
     .join(', ')}`,
 );
 console.log(
-  `sizes: drain ${opts.events} events (issue default 200,000: pass --events 200000), batch ${opts.batchSize}, ` +
-    `workers ${opts.workers.join('/')} (claim loops of one relay process); freshness ${opts.rate}/s for ` +
+  `sizes: drain ${opts.events} events (relay at its defaults, batch 500, batch 500 x 2 loops; baselines at batch 500); ` +
+    `growth batch ${opts.batchSize}; memory ${opts.memoryEvents.toLocaleString('en-US')} events; freshness ${opts.rate}/s for ` +
     `${opts.freshnessSeconds}s per mode; growth history ${opts.history.toLocaleString('en-US')} rows\n`,
 );
 

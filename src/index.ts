@@ -96,6 +96,12 @@ export type {
 } from './outbox/types.js';
 export type { StoreInOutboxOptions } from './outbox/writer.js';
 export { storeInOutbox, storeInOutboxStandalone } from './outbox/writer.js';
+export type { PublisherDeps } from './publishers/create-publisher.js';
+export { createPublisher } from './publishers/create-publisher.js';
 export type { Job } from './publishers/job.js';
 export type { RedisListPublisherOptions } from './publishers/redis-list.js';
 export { RedisListPublisher } from './publishers/redis-list.js';
+export type { RedisStreamPublisherOptions } from './publishers/redis-stream.js';
+export { RedisStreamPublisher, STREAM_FIELDS } from './publishers/redis-stream.js';
+export type { RedisClient, RedisClientOptions } from './redis.js';
+export { createRedisClient } from './redis.js';

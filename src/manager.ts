@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from './config/load-config.js';
 import { createPool, poolTimeouts } from './db/pool.js';
@@ -18,16 +17,19 @@ import { type Logger, silentLogger } from './logger.js';
 import { type PublishSummary, Relay, type RelayMetrics } from './outbox/relay.js';
 import type { NewOutboxEvent, OutboxEvent, Publisher } from './outbox/types.js';
 import { storeInOutbox, storeInOutboxStandalone } from './outbox/writer.js';
-import { RedisListPublisher } from './publishers/redis-list.js';
-import { createRedis } from './redis.js';
+import { createPublisher } from './publishers/create-publisher.js';
+import { createRedisClient, type RedisClient } from './redis.js';
 
 export interface ManagerDeps {
   /** Postgres pool; created from `database.url` (and closed by `close()`) when omitted. */
   pool?: pg.Pool;
-  /** ioredis client; created from `redis.url` (and closed by `close()`) when omitted. */
-  redis?: Redis;
+  /**
+   * ioredis client, or `Cluster`; created from `redis` config (`redis.url`, or `redis.cluster`) and closed by `close()`
+   * when omitted.
+   */
+  redis?: RedisClient;
   logger?: Logger;
-  /** Where relayed events go. @defaultValue a RedisListPublisher configured from `outbox` */
+  /** Where relayed events go. @defaultValue the publisher `outbox` config names (`createPublisher`) */
   publisher?: Publisher;
   /** Where the relay and idempotency report; `Metrics` (prom-client) implements both. */
   metrics?: RelayMetrics & IdempotencyMetrics & { trackStorageSize?(source: IdempotencyService): void };
@@ -45,7 +47,7 @@ export interface ManagerDeps {
 export class Manager {
   readonly config: Config;
   readonly pool: pg.Pool;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly logger: Logger;
   readonly publisher: Publisher;
   /** The idempotency service; `undefined` when `idempotency.enabled` is false. */
@@ -68,17 +70,13 @@ export class Manager {
     }
     if (deps.redis) this.redis = deps.redis;
     else {
-      this.redis = createRedis(config.redis.url, this.logger, { connectTimeout: config.redis.connectTimeout });
+      this.redis = createRedisClient(config.redis, this.logger);
       this.#owned.push(async () => this.redis.disconnect());
     }
     this.publisher =
       deps.publisher ??
-      new RedisListPublisher(this.redis, {
-        queuePattern: config.outbox.queuePattern,
-        defaultPriority: config.outbox.defaultPriority,
-        dedupWindowMs: config.outbox.dedupWindow,
-        timeoutMs: config.outbox.publishTimeout,
-        maxJobBytes: config.outbox.maxJobBytes,
+      createPublisher(config, {
+        redis: this.redis,
         ...(deps.metrics ? { onRoundTrip: (s: number) => deps.metrics?.redisRoundTrip(s) } : {}),
       });
     this.#relay = this.createRelay();

@@ -255,7 +255,7 @@ describe('durations that would silently switch a guarantee off are refused (G6)'
     rejects('idempotency:\n  lease: 99ms\n', 'exactly_once.idempotency.lease', /at least 100ms/, /renew/);
     rejects('outbox:\n  poll_interval: 9ms\n', 'exactly_once.outbox.poll_interval', /at least 10ms/, /busy loop/);
     rejects('outbox:\n  publish_timeout: 99ms\n', 'exactly_once.outbox.publish_timeout', /at least 100ms/);
-    rejects('outbox:\n  dedup_window: 999ms\n', 'exactly_once.outbox.dedup_window', /at least 1s/, /seconds/);
+    rejects('outbox:\n  dedup_window: 999ms\n', 'exactly_once.outbox.dedup_window', /at least 1s/, /uncommitted/);
     // The minimums themselves are fine.
     const c = accepts(
       'idempotency:\n  lease: 100ms\noutbox:\n  poll_interval: 10ms\n  publish_timeout: 100ms\n  claim_timeout: 200ms\n  dedup_window: 1s\n',

@@ -141,7 +141,7 @@ test('processInTransaction: the write, the outbox event and the key commit toget
   assert.deepEqual(rows[0], { shipments: 1, events: 1 });
 });
 
-test('createRelay start/stop delivers an event stored in a Kysely transaction; its marker lives dedup_window', async () => {
+test('createRelay start/stop delivers an event stored in a Kysely transaction; its marker lives dedup_window while the COMMIT is in doubt', async () => {
   const [event] = await kysely.transaction().execute(async (trx) => {
     await trx.insertInto('orders').values({ id: 'o-1', total: 42 }).execute();
     return [
@@ -156,6 +156,14 @@ test('createRelay start/stop delivers an event stored in a Kysely transaction; i
   });
   assert.ok(event);
   const list = `${prefix}jobqueue:high_priority`;
+  // The relay's first COMMIT fails (as if it died after the push), so the marker must stay for dedup_window; once a
+  // COMMIT succeeds the marker is deleted (only batches in doubt keep theirs).
+  await db.pool.query(`
+    CREATE FUNCTION test_refuse_publish() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'test: COMMIT of the publish refused'; END $$;
+    CREATE TRIGGER test_refuse_publish BEFORE UPDATE ON exactly_once_outbox
+      FOR EACH ROW WHEN (NEW.status = 'published') EXECUTE FUNCTION test_refuse_publish();`);
+  const marker = `{${list}}:eo:dedup:${event.id}`;
   const relay = manager.createRelay();
   await relay.start();
   try {
@@ -182,12 +190,16 @@ test('createRelay start/stop delivers an event stored in a Kysely transaction; i
         'order.created',
       ],
     );
-    const ttl = await redis.pttl(`{${list}}:eo:dedup:${event.id}`);
+    const ttl = await redis.pttl(marker);
     assert.ok(
       ttl > DEDUP_WINDOW_MS - 60_000 && ttl <= DEDUP_WINDOW_MS,
       `dedup marker PTTL ${ttl} ms; outbox.dedup_window is 90m (${DEDUP_WINDOW_MS} ms)`,
     );
+    await db.pool.query('DROP TRIGGER test_refuse_publish ON exactly_once_outbox');
+    await waitFor(async () => (await redis.exists(marker)) === 0, 15_000, 'the marker to go once the COMMIT succeeded');
+    assert.equal(await redis.llen(list), 1, 'the retry found the marker and did not push again');
   } finally {
+    await db.pool.query('DROP TRIGGER IF EXISTS test_refuse_publish ON exactly_once_outbox');
     await relay.stop();
   }
   const { rows } = await db.pool.query('SELECT status FROM exactly_once_outbox WHERE id = $1', [event.id]);

@@ -38,9 +38,20 @@ after(async () => {
   await db.close();
 });
 
-/** Put a published event back to pending, as if the relay that pushed it had died before its COMMIT. */
-async function unpublish(id: string): Promise<void> {
-  await db.pool.query("UPDATE exactly_once_outbox SET status = 'pending', published_at = NULL WHERE id = $1", [id]);
+/**
+ * Make the relay's mark-published statement fail, so a publish pushes and then rolls back: the crash window (pushed,
+ * not committed), the only time a marker must stay. A committed batch's markers are deleted (issue 10).
+ */
+async function failCommits(): Promise<void> {
+  await db.pool.query(`
+    CREATE OR REPLACE FUNCTION test_refuse_publish() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'test: COMMIT of the publish refused'; END $$;
+    CREATE TRIGGER test_refuse_publish BEFORE UPDATE ON exactly_once_outbox
+      FOR EACH ROW WHEN (NEW.status = 'published') EXECUTE FUNCTION test_refuse_publish();`);
+}
+
+async function allowCommits(): Promise<void> {
+  await db.pool.query('DROP TRIGGER IF EXISTS test_refuse_publish ON exactly_once_outbox');
 }
 
 async function pushesOf(id: string): Promise<number> {
@@ -56,16 +67,21 @@ test('a 37s dedup_window (configFromObject + Manager) gives the marker a 37s lif
   const manager = new Manager(config);
   try {
     const [id] = (await insertRawEvents(db.pool, [{ aggregateId: 'w37' }])) as [string];
-    assert.equal((await manager.publishOutboxEvents()).published, 1);
+    await failCommits();
+    await assert.rejects(manager.publishOutboxEvents(), /COMMIT of the publish refused/);
+    assert.equal(await pushesOf(id), 1, 'pushed, not committed');
     const pttl = await redis.pttl(dedupMarkerKey(lowQueue, id));
     assert.ok(pttl > 30_000 && pttl <= 37_000, `marker PTTL ${pttl} ms, expected (30000, 37000]`);
 
     // Within the window a second run of the same event is recognised and pushes nothing.
-    await unpublish(id);
+    await allowCommits();
     const again = await manager.publishOutboxEvents();
     assert.deepEqual({ published: again.published, duplicates: again.duplicates }, { published: 0, duplicates: 1 });
     assert.equal(await pushesOf(id), 1);
+    // Committed as published: the marker has done its job and is deleted rather than held for the whole window.
+    assert.equal(await redis.exists(dedupMarkerKey(lowQueue, id)), 0, 'marker deleted after the COMMIT');
   } finally {
+    await allowCommits();
     await manager.close();
   }
 });
@@ -91,7 +107,9 @@ test('after a 2s dedup_window (YAML + loadConfig) the marker is gone and a re-ru
   const manager = new Manager(loadConfig(file, { env: {} }));
   try {
     const [id] = (await insertRawEvents(db.pool, [{ aggregateId: 'w1' }])) as [string];
-    assert.equal((await manager.publishOutboxEvents()).published, 1);
+    await failCommits();
+    await assert.rejects(manager.publishOutboxEvents(), /COMMIT of the publish refused/);
+    await allowCommits();
     const marker = dedupMarkerKey(lowQueue, id);
     const pttl = await redis.pttl(marker);
     assert.ok(pttl > 1000 && pttl <= 2000, `marker PTTL ${pttl} ms, expected (1000, 2000]`);
@@ -99,11 +117,11 @@ test('after a 2s dedup_window (YAML + loadConfig) the marker is gone and a re-ru
     await waitFor(async () => (await redis.exists(marker)) === 0, 6000, 'the dedup marker to expire');
     // The window is over: nothing remembers the first push, so a late re-run pushes the job a second time. This is
     // what dedup_window bounds: keep it longer than a relay can stay down between its push and its COMMIT.
-    await unpublish(id);
     const late = await manager.publishOutboxEvents();
     assert.deepEqual({ published: late.published, duplicates: late.duplicates }, { published: 1, duplicates: 0 });
     assert.equal(await pushesOf(id), 2);
   } finally {
+    await allowCommits();
     await manager.close();
     rmSync(file, { force: true });
   }

@@ -93,7 +93,13 @@ test('the relay publishes events whose queue is x}y or {}abc, next to good event
     { aggregateId: 'plain', payload: '{"n":9}' },
   ]);
   const publisher = new RedisListPublisher(tc.client, { queuePattern: 'cl2:jobqueue:{priority}_priority' });
-  const relay = new Relay({ config: fx.config, pool: fx.db.pool, publisher });
+  // Without `forget`, the relay leaves the markers after its COMMIT, as a relay that died before its cleanup would:
+  // the second run below must find each of them in its list's slot. `forget` itself is checked at the end.
+  const relay = new Relay({
+    config: fx.config,
+    pool: fx.db.pool,
+    publisher: { publish: (e, o) => publisher.publish(e, o) },
+  });
   const summary = await relay.runBatch();
   assert.deepEqual(
     { claimed: summary.claimed, published: summary.published, retried: summary.retried, failed: summary.failed },
@@ -112,33 +118,37 @@ test('the relay publishes events whose queue is x}y or {}abc, next to good event
   assert.equal(await tc.client.llen('cl2:jobqueue:low_priority'), 1);
 
   // A second run of the same rows (a relay that died before COMMIT) finds every marker and pushes nothing.
-  const outcomes = await publisher.publish(
-    (
-      await fx.db.pool.query('SELECT * FROM exactly_once_outbox WHERE id = ANY($1::uuid[]) ORDER BY seq', [ids])
-    ).rows.map((r) => ({
-      seq: String(r.seq),
-      id: r.id,
-      aggregateType: r.aggregate_type,
-      aggregateId: r.aggregate_id,
-      eventType: r.event_type,
-      tenantId: '',
-      queue: r.queue,
-      retryCount: 0,
-      maxRetries: null,
-      createdAt: r.created_at,
-      payload: JSON.stringify(r.payload),
-      headers: '{}',
-      priority: null,
-      traceparent: null,
-      filepath: null,
-      filesize: null,
-    })),
-  );
+  const claimed = (
+    await fx.db.pool.query('SELECT * FROM exactly_once_outbox WHERE id = ANY($1::uuid[]) ORDER BY seq', [ids])
+  ).rows.map((r) => ({
+    seq: String(r.seq),
+    id: r.id,
+    aggregateType: r.aggregate_type,
+    aggregateId: r.aggregate_id,
+    eventType: r.event_type,
+    tenantId: '',
+    queue: r.queue,
+    retryCount: 0,
+    maxRetries: null,
+    createdAt: r.created_at,
+    payload: JSON.stringify(r.payload),
+    headers: '{}',
+    priority: null,
+    traceparent: null,
+    filepath: null,
+    filesize: null,
+  }));
+  const outcomes = await publisher.publish(claimed);
   assert.deepEqual(
     outcomes.map((o) => o.kind),
     ids.map(() => 'duplicate'),
   );
   for (const queue of queues) assert.equal(await tc.client.llen(queue), 1, queue);
+  // After a COMMIT the relay deletes the markers, one UNLINK per slot (a multi-slot UNLINK would be refused).
+  await publisher.forget(claimed);
+  for (const [n, queue] of queues.entries()) {
+    assert.equal(await tc.client.exists(dedupMarkerKey(queue, ids[n] as string)), 0, `marker of ${queue} deleted`);
+  }
 });
 
 test('a WRONGTYPE destination fails only its own event; other aggregates, same slot or not, go out in that batch', async () => {

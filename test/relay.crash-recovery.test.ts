@@ -95,8 +95,18 @@ test(`${RELAYS} relays SIGKILLed at random while draining ${EVENTS} events: each
   assert.equal(reordered, 0, 'per-aggregate order held');
   const retried = await fx.db.pool.query('SELECT count(*)::int AS n FROM exactly_once_outbox WHERE retry_count > 0');
   assert.equal(retried.rows[0].n, 0, 'crashes are not publish failures: no retries burned');
+  // Markers are deleted once their batch is committed; only a relay killed between its COMMIT and that UNLINK leaves
+  // some (one batch of 50 at most per kill, the final SIGKILLs included), to expire after dedup_window. Without the cleanup all 20,000 would stay.
+  let markers = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await fx.redis.scan(cursor, 'MATCH', `{${fx.prefix}*:eo:dedup:*`, 'COUNT', 1000);
+    cursor = next;
+    markers += keys.length;
+  } while (cursor !== '0');
+  assert.ok(markers <= (kills + RELAYS) * 50, `${markers} dedup markers left after ${kills} kills`);
   assert.ok(killsWhileDraining >= 12, `only ${killsWhileDraining} kills landed while events were pending`);
   t.diagnostic(
-    `survived ${kills} SIGKILLs (${killsWhileDraining} mid-drain); ${EVENTS} events, ${AGGREGATES} aggregates, ${RELAYS} relays`,
+    `survived ${kills} SIGKILLs (${killsWhileDraining} mid-drain); ${EVENTS} events, ${AGGREGATES} aggregates, ${RELAYS} relays; ${markers} markers left`,
   );
 });

@@ -27,6 +27,7 @@ after(async () => {
 beforeEach(async () => {
   await fx.db.pool.query('TRUNCATE exactly_once_outbox');
   await fx.redis.del(fx.lowQueue);
+  for (const key of await markerKeys()) await fx.redis.del(key);
   // Event n of aggregate a is written before n+1.
   await storeInOutboxStandalone(
     fx.db.pool,
@@ -80,7 +81,23 @@ async function pending(): Promise<number> {
   return rows[0].n;
 }
 
-/** The pushed jobs whose rows are still pending: the crash window's leftovers. Checks their markers' lifetime. */
+/** Every dedup marker under this file's prefix (markers are named `{<list>}:eo:dedup:<id>`). */
+async function markerKeys(): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await fx.redis.scan(cursor, 'MATCH', `{${fx.prefix}*:eo:dedup:*`, 'COUNT', 1000);
+    cursor = next;
+    found.push(...keys);
+  } while (cursor !== '0');
+  return found;
+}
+
+/**
+ * The pushed jobs whose rows are still pending: the crash window's leftovers. Checks their markers' lifetime, and that
+ * they are the only markers left: the committed batches' markers were deleted (issue 10: marker memory is bounded by
+ * the batches in doubt, not by throughput x dedup_window).
+ */
 async function inTheWindow(): Promise<string[]> {
   const status = await rows();
   const pushed = (await fx.jobs()).map((j) => j.id as string);
@@ -93,6 +110,12 @@ async function inTheWindow(): Promise<string[]> {
       `marker of ${id} lives ${ttl} ms; dedup_window is ${DEDUP_WINDOW_S}s`,
     );
   }
+  const markers = await markerKeys();
+  assert.deepEqual(
+    markers.sort(),
+    stranded.map((id) => dedupMarkerKey(fx.lowQueue, id)).sort(),
+    'markers remain only for the pushed, uncommitted batch',
+  );
   return stranded;
 }
 
@@ -111,6 +134,8 @@ async function assertExactlyOnceInOrder(): Promise<void> {
   }
   const retried = await fx.db.pool.query('SELECT count(*)::int AS n FROM exactly_once_outbox WHERE retry_count > 0');
   assert.equal(retried.rows[0].n, 0, 'a crash is not a publish failure: no retries burned');
+  // Every relay involved has exited; the survivor committed everything, the stranded batch included.
+  assert.deepEqual(await markerKeys(), [], 'no dedup marker outlives a clean drain');
 }
 
 async function scrapeDuplicates(relay: RelayProcess): Promise<number> {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { dedupMarkerKey } from '../src/publishers/hash-tag.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
@@ -11,14 +12,19 @@ let fx: OutboxFixture;
 before(async () => {
   fx = await outboxFixture('destcheck', { max_retries: 5 });
 });
+let foreignKey: string | undefined;
 after(async () => {
+  // Only reached if the relay wrongly pushed there; never leave it behind.
+  if (foreignKey) await fx.redis.del(foreignKey);
   await fx.close();
 });
 
 test('a row naming a refused destination ends failed at once and is never pushed; the rest of the batch flows', async () => {
   const victim = '0190f6c2-0000-7000-8000-000000000001';
   const markerOfAnotherEvent = dedupMarkerKey(fx.lowQueue, victim);
-  const foreign = 'someone-else:list';
+  // Outside the file's prefix, so the allow-list refuses it; random, so no other run's key can be mistaken for it.
+  const foreign = `someone-else:${randomBytes(4).toString('hex')}:list`;
+  foreignKey = foreign;
   const ids = await insertRawEvents(fx.db.pool, [
     { aggregateId: 'a', queue: markerOfAnotherEvent },
     { aggregateId: 'a' },

@@ -10,7 +10,7 @@ export interface BenchOptions {
   aggregates: number;
   /** Worker counts of the drain. @defaultValue [1, 2, 4] */
   workers: number[];
-  /** Relay batch size (and the baselines'). @defaultValue 50, the `outbox.batch_size` default */
+  /** Relay batch size of the growth bench (the drain bench sets its own). @defaultValue 500 */
   batchSize: number;
   /** Producer rate of the freshness bench. @defaultValue 1000 events/s */
   rate: number;
@@ -26,6 +26,8 @@ export interface BenchOptions {
   history: number;
   /** Keys written for the Redis memory figures. @defaultValue 20000 */
   memoryKeys: number;
+  /** Events the relay publishes before the marker memory is read. @defaultValue 1000000 */
+  memoryEvents: number;
   /** Which benchmarks to run. @defaultValue all */
   only: string[];
   progress(message: string): void;
@@ -58,13 +60,14 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       checks: { type: 'string' },
       history: { type: 'string' },
       'memory-keys': { type: 'string' },
+      'memory-events': { type: 'string' },
       only: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
   if (values.help) {
     console.log(`Usage: npm run bench -- [--events N] [--aggregates N] [--workers 1,2,4] [--batch N] [--rate N]
-         [--seconds N] [--poll-ms N] [--transactions N] [--checks N] [--history N] [--memory-keys N]
+         [--seconds N] [--poll-ms N] [--transactions N] [--checks N] [--history N] [--memory-keys N] [--memory-events N]
          [--only drain,freshness,producer,duplicate,growth,memory]
 Each flag also reads BENCH_<NAME> from the environment (BENCH_EVENTS=200000, BENCH_HISTORY=5000000, ...).`);
     process.exit(0);
@@ -86,7 +89,7 @@ Each flag also reads BENCH_<NAME> from the environment (BENCH_EVENTS=200000, BEN
     events: num(values.events, 'BENCH_EVENTS', 20_000),
     aggregates: num(values.aggregates, 'BENCH_AGGREGATES', 1000),
     workers: workers.length > 0 ? workers : [1, 2, 4],
-    batchSize: num(values.batch, 'BENCH_BATCH', 50),
+    batchSize: num(values.batch, 'BENCH_BATCH', 500),
     rate: num(values.rate, 'BENCH_RATE', 1000),
     freshnessSeconds: num(values.seconds, 'BENCH_SECONDS', 15),
     pollMs: num(values['poll-ms'], 'BENCH_POLL_MS', 100),
@@ -94,6 +97,7 @@ Each flag also reads BENCH_<NAME> from the environment (BENCH_EVENTS=200000, BEN
     checks: num(values.checks, 'BENCH_CHECKS', 3000),
     history: num(values.history, 'BENCH_HISTORY', 5_000_000),
     memoryKeys: num(values['memory-keys'], 'BENCH_MEMORY_KEYS', 20_000),
+    memoryEvents: num(values['memory-events'], 'BENCH_MEMORY_EVENTS', 1_000_000),
     only: only.length > 0 ? only : [...ALL_BENCHES],
     progress: (m) => process.stderr.write(`  ${m}\n`),
   };

@@ -18,23 +18,24 @@ import { verify } from './verify.js';
 import { startWatchdog } from './watchdog.js';
 
 /**
- * `npm run soak -- [--duration 5m] [--rate 300] [--min-faults 100]`: producers write events (a tenth in transactions
- * that roll back) while 3 relay daemons (the real CLI) and 2 idempotent consumers run, and a fault injector, about one
- * fault every two seconds, SIGKILLs relays and consumers, restarts the soak's own Redis (AOF, appendfsync always: an
- * outage, not data loss), freezes it (SIGSTOP/SIGCONT), terminates the relays' Postgres connections, restarts the
- * soak's own Postgres cluster (initdb in a temp dir; skipped, with the reason printed, where that is impossible) and
- * makes a destination list WRONGTYPE for a moment (per-event publish errors). Then it lets everything drain and
- * checks the data: every committed event has exactly one effect row, no rolled-back event shows up, per-aggregate
- * order held. Exits 1 on any loss, duplicate or reordering, when a fault kind never landed, or when fewer than
- * --min-faults faults were injected.
+ * `npm run soak -- [--duration 5m] [--rate 300] [--min-faults 100] [--fault-gap 250ms-1s] [--verbose]`: producers
+ * write events (a tenth in transactions that roll back) while 3 relay daemons (the real CLI) and 2 idempotent
+ * consumers run, and a fault injector (two lanes: process faults and server outages) SIGKILLs relays and consumers,
+ * restarts the soak's own Redis (AOF, appendfsync always: an outage, not data loss), freezes it (SIGSTOP/SIGCONT),
+ * terminates the relays' Postgres connections, restarts the soak's own Postgres cluster (initdb in a temp dir;
+ * skipped, with the reason printed, where that is impossible) and makes a destination list WRONGTYPE for a moment
+ * (per-event publish errors). Then it lets everything drain and checks the data: every committed event has exactly
+ * one effect row, no rolled-back event shows up, per-aggregate order held. Exits 1 on any loss, duplicate or
+ * reordering, when a fault kind never landed, or when fewer than --min-faults faults were injected.
  */
 const { values } = parseArgs({
   args: process.argv.slice(2),
   options: {
-    duration: { type: 'string', default: process.env.SOAK_DURATION ?? '3m' },
+    duration: { type: 'string', default: process.env.SOAK_DURATION ?? '5m' },
     rate: { type: 'string', default: process.env.SOAK_RATE ?? '300' },
     aggregates: { type: 'string', default: '200' },
-    'min-faults': { type: 'string', default: '0' },
+    /** Fail below this many faults. @defaultValue one per 3 s of --duration (100 in 5 minutes) */
+    'min-faults': { type: 'string' },
     /** Pause between two faults, min-max. */
     'fault-gap': { type: 'string', default: '250ms-1s' },
     /** Log every fault as it is injected. */
@@ -48,7 +49,7 @@ const gap = values['fault-gap'].split('-').map((d) => parseDuration(d));
 if (gap.length !== 2 || gap.some((d) => d === undefined)) throw new Error('--fault-gap: expected e.g. 250ms-1s');
 const rate = Number(values.rate);
 const aggregates = Number(values.aggregates);
-const minFaults = Number(values['min-faults']);
+const minFaults = values['min-faults'] === undefined ? Math.floor(durationMs / 3000) : Number(values['min-faults']);
 const RELAYS = 3;
 const CONSUMERS = 2;
 const PRODUCERS = 4;
@@ -284,13 +285,22 @@ try {
     );
     return rows[0] as { committed: number; applied: number };
   };
-  const deadline = Date.now() + 120_000;
+  // Consumers may be far behind (one job at a time each, on a loaded machine): wait while they make progress, and
+  // give up after a minute without any (or 30 minutes in all); what is missing then is reported as lost.
+  const hardDeadline = Date.now() + 30 * 60_000;
   let c = { committed: 1, applied: 0 };
   let lastReport = Date.now();
-  while (c.applied < c.committed && Date.now() < deadline && !aborted) {
+  let lastProgress = Date.now();
+  while (c.applied < c.committed && !aborted) {
+    if (Date.now() - lastProgress > 60_000 || Date.now() > hardDeadline) {
+      log('drain: gave up (no progress for a minute, or 30 minutes in all)');
+      break;
+    }
     await sleep(250);
+    const before = c.applied;
     c = await count().catch(() => c); // the first query after a restart may meet a dead pooled connection
-    if (Date.now() - lastReport > 5000) {
+    if (c.applied > before) lastProgress = Date.now();
+    if (Date.now() - lastReport > 10_000) {
       lastReport = Date.now();
       log(`draining: ${c.applied} of ${c.committed} applied`);
     }

@@ -1,11 +1,10 @@
-import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { formatDuration } from '../config/duration.js';
 import { errorText, postgresTarget } from '../db/pool.js';
 import { ConfigError, ServiceUnreachableError, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Queryable } from '../outbox/inspect.js';
-import { redisTarget } from '../redis.js';
+import { isCluster, type RedisClient, redisTarget } from '../redis.js';
 import { checkRedisPersistence } from '../redis-persistence.js';
 
 /** SQLSTATEs that mean "Postgres is on its way up": waiting helps, unlike a wrong password or a missing database. */
@@ -72,11 +71,11 @@ export async function waitForPostgres(url: string, connectTimeoutMs: number, opt
 /**
  * Wait until the ioredis client is `ready` (connected and past its ready check), logging each failed connection
  * attempt. The relay must not claim before this: a claim published through a client that is not ready fails the
- * whole batch ("Stream isn't writeable"). Throws `ServiceUnreachableError` at the deadline.
+ * whole batch ("Stream isn't writeable"). A cluster client is ready once it has the slot map of a cluster whose state
+ * is ok. Throws `ServiceUnreachableError` at the deadline. `target` names the server(s) in messages, without credentials.
  */
-export async function waitForRedis(redis: Redis, url: string, options: WaitOptions): Promise<void> {
+export async function waitForRedis(redis: RedisClient, target: string, options: WaitOptions): Promise<void> {
   if (redis.status === 'ready') return;
-  const target = redisTarget(url);
   await new Promise<void>((resolve, reject) => {
     let attempts = 0;
     let last = 'no answer';
@@ -220,12 +219,24 @@ export async function checkConnectionBudget(
  * Postgres already marks published (G1 ends where Redis forgets). Never fails the start: the relay still works.
  */
 export async function reportRedisPersistence(
-  redis: Redis,
+  redis: RedisClient,
   url: string,
   logger: Logger,
   gauge?: (redis: string, durable: boolean) => void,
 ): Promise<void> {
-  const target = redisTarget(url);
+  if (!isCluster(redis)) return reportOne(redis, redisTarget(url), logger, gauge);
+  // Each master holds its own slots' jobs: one that does not persist loses those, so each is checked and reported.
+  for (const node of redis.nodes('master')) {
+    await reportOne(node, `${node.options.host}:${node.options.port}`, logger, gauge);
+  }
+}
+
+async function reportOne(
+  redis: Pick<RedisClient, 'info' | 'config'>,
+  target: string,
+  logger: Logger,
+  gauge?: (redis: string, durable: boolean) => void,
+): Promise<void> {
   try {
     const p = await checkRedisPersistence(redis);
     gauge?.(target, p.durable);

@@ -39,7 +39,7 @@ export function defaultConfig(): Config {
 
 /**
  * Resolve config once: defaults, then the YAML file (`path`, else `EXACTLY_ONCE_CONFIG`), then the environment
- * (`DATABASE_URL`, `REDIS_URL`, `ADMIN_TOKEN`), then `overrides`. Validates everything and returns a frozen object.
+ * (`DATABASE_URL`, `REDIS_URL`, `REDIS_CLUSTER_NODES`, `ADMIN_TOKEN`), then `overrides`. Validates everything and returns a frozen object.
  * Throws `ConfigError` naming the key path and the file.
  *
  * The file may hold the full tree (`exactly_once: {...}`) or a fragment of it (`outbox: {...}`), as the reference
@@ -98,6 +98,13 @@ function readYamlTree(file: string): Record<string, unknown> {
 function applyEnv(tree: Record<string, unknown>, env: Record<string, string | undefined>): void {
   if (env.DATABASE_URL) deepMerge(tree, { database: { url: env.DATABASE_URL } });
   if (env.REDIS_URL) deepMerge(tree, { redis: { url: env.REDIS_URL } });
+  if (env.REDIS_CLUSTER_NODES !== undefined) {
+    // Comma-separated seed nodes; blanks around commas are tolerated, an empty list is refused by the schema.
+    const nodes = env.REDIS_CLUSTER_NODES.split(',')
+      .map((n) => n.trim())
+      .filter((n) => n !== '');
+    deepMerge(tree, { redis: { cluster: { nodes } } });
+  }
   // Set but empty is refused rather than read as "no token": `ADMIN_TOKEN=` in an env file would otherwise leave every
   // mutating endpoint open while the operator believes it is protected.
   if (env.ADMIN_TOKEN !== undefined) {
@@ -123,6 +130,7 @@ function resolve(tree: Record<string, unknown>, file: string | undefined): Confi
     throw new ConfigError('exactly_once.outbox.retry_backoff.max_delay', 'must be >= initial_delay', file);
   }
   checkAgreement(raw, file);
+  checkCluster(raw, tree, file);
   return deepFreeze(camelize(raw)) as Config;
 }
 
@@ -151,6 +159,39 @@ function checkAgreement(raw: RawConfig, file: string | undefined): void {
       'exactly_once.outbox.dedup_window',
       `must be longer than outbox.claim_timeout (${d(o.claim_timeout)}; got ${d(o.dedup_window)}): ` +
         'events a hung relay had pushed are claimed again after claim_timeout, and an expired marker lets them be pushed twice',
+      file,
+    );
+  }
+}
+
+/**
+ * A Redis Cluster config that one client cannot serve. Everything else runs unchanged on a cluster: every Lua script
+ * this project runs touches one key (idempotency) or keys it groups by slot (publishers: each dedup marker is named into
+ * its destination's slot), so no key name a user chooses can make a script cross slots.
+ */
+function checkCluster(raw: RawConfig, tree: Record<string, unknown>, file: string | undefined): void {
+  const cluster = raw.redis.cluster;
+  if (!cluster) return;
+  const redisTree = isPlainObject(tree.redis) ? tree.redis : {};
+  if (redisTree.url !== undefined) {
+    throw new ConfigError(
+      'exactly_once.redis.url',
+      'is set together with redis.cluster.nodes; set one of them (env REDIS_URL sets redis.url, REDIS_CLUSTER_NODES the nodes)',
+      file,
+    );
+  }
+  // ioredis connects to every node with one set of options: nodes that disagree on TLS or credentials would fail on
+  // the nodes the client discovers, long after start.
+  const access = (node: string) => {
+    const u = new URL(node);
+    return `${u.protocol}${u.username}:${u.password}`;
+  };
+  const first = cluster.nodes[0] as string;
+  const odd = cluster.nodes.findIndex((node) => access(node) !== access(first));
+  if (odd > 0) {
+    throw new ConfigError(
+      `exactly_once.redis.cluster.nodes.${odd}`,
+      'differs from nodes.0 in scheme (redis:// or rediss://) or credentials; a cluster client uses one set for every node',
       file,
     );
   }

@@ -180,8 +180,11 @@ const outbox = z.strictObject({
     },
     intMs: TIMER,
   }),
-  /** Events claimed per relay transaction. @defaultValue 50 */
-  batch_size: positiveInt(50),
+  /**
+   * Events claimed per relay transaction (at most; a claim takes what is due). 500 drains a backlog about twice as fast
+   * as 50 on the bench (docs/performance.md); each claim holds its rows and aggregates that much longer. @defaultValue 500
+   */
+  batch_size: positiveInt(500),
   /** Failed publish attempts retried before an event is marked `failed`. @defaultValue 5 */
   max_retries: z.int().min(0).default(5),
   /** @defaultValue 24h */
@@ -215,6 +218,24 @@ const outbox = z.strictObject({
         .refine((p) => !p.includes('\u0000'), 'must not contain the NUL character'),
     )
     .default([]),
+  /**
+   * Added: what the relay pushes to. `list`: LPUSH one go-redis-work-queue job JSON per event onto a list. `stream`:
+   * XADD one entry per event, the job's fields as entry fields, onto a Redis Stream (consumer groups, XACK, replay).
+   * Either way the key comes from `queue_pattern` or the event's `queue`, and the dedup marker and the push are one
+   * script (exactly once within `dedup_window`). @defaultValue "list"
+   */
+  publisher: z.enum(['list', 'stream']).default('list'),
+  /** Added: settings of the `stream` publisher. */
+  stream: z
+    .strictObject({
+      /**
+       * `MAXLEN ~ n` on every XADD: Redis trims the stream to about this many entries, oldest first, whether or not a
+       * consumer group has read them. Unset: never trimmed (trim with XTRIM once entries are acknowledged, or bound
+       * it here with room for your consumers' worst backlog). @defaultValue unset (no trimming)
+       */
+      maxlen: z.int().positive().optional(),
+    })
+    .prefault({}),
   /** Added: priority of events without a `priority` header. @defaultValue "low" */
   default_priority: z.enum(['high', 'low']).default('low'),
   /**
@@ -338,11 +359,67 @@ const database = z
   })
   .prefault({});
 
+/**
+ * Added: Redis Cluster (env `REDIS_CLUSTER_NODES`, comma-separated, sets `nodes`). Given, every Redis client of the
+ * process (relay, idempotency stores, hot cache, admin) is an ioredis `Cluster` and `redis.url` must not be set.
+ * The other keys are the few ioredis `ClusterOptions` that matter for a relay, under their ioredis names in snake_case.
+ */
+const redisCluster = z.strictObject({
+  /**
+   * Seed nodes, `redis://[user:password@]host:port` (or `rediss://`); the client discovers the rest. All nodes share
+   * one scheme and credentials, and no database index (a cluster has only database 0). @defaultValue (required)
+   */
+  nodes: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .superRefine((value, ctx) => {
+          const problem = clusterNodeProblem(value);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }),
+    )
+    .min(1, 'needs at least one node, e.g. ["redis://127.0.0.1:7000"]'),
+  /** ioredis `maxRedirections`: MOVED/ASK redirections followed per command before it fails. @defaultValue 16 */
+  max_redirections: z.int().min(1).max(1000).default(16),
+  /** ioredis `retryDelayOnFailover`: wait before re-sending a command whose node went away. @defaultValue 100ms */
+  retry_delay_on_failover: duration('100ms', {
+    zero: '0 re-sends at once, in a tight loop, while a failover runs',
+    intMs: TIMER,
+  }),
+  /** ioredis `retryDelayOnClusterDown`: wait before re-sending a command refused with CLUSTERDOWN. @defaultValue 100ms */
+  retry_delay_on_cluster_down: duration('100ms', {
+    zero: '0 re-sends at once, in a tight loop, while the cluster is down',
+    intMs: TIMER,
+  }),
+});
+
+/** Why a cluster node URL cannot be used, or `undefined`. */
+function clusterNodeProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'not a redis:// URL (env REDIS_CLUSTER_NODES sets these); expected e.g. redis://127.0.0.1:7000';
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    return 'not a redis:// URL (env REDIS_CLUSTER_NODES sets these); expected e.g. redis://127.0.0.1:7000';
+  }
+  if (!url.hostname) return 'needs a host, e.g. redis://127.0.0.1:7000';
+  if (url.pathname.length > 1 && url.pathname !== '/0') {
+    return `names database ${url.pathname.slice(1)}, but Redis Cluster has only database 0; drop the path`;
+  }
+  return undefined;
+}
+
 const redis = z
   .strictObject({
+    /** Single Redis server. Env `REDIS_URL` wins. Must not be set together with `cluster`. @defaultValue "redis://127.0.0.1:6379" */
     url: serviceUrl('redis://127.0.0.1:6379', ['redis:', 'rediss:'], 'REDIS_URL', 'redis://host:6379'),
     /** Added: a Redis connection not established within this fails and is retried. @defaultValue 5s */
     connect_timeout: connectTimeout(),
+    /** Added: Redis Cluster instead of the single server at `url`. @defaultValue unset (a single server) */
+    cluster: redisCluster.optional(),
   })
   .prefault({});
 

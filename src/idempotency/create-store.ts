@@ -1,8 +1,8 @@
-import { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
+import { createRedisClient, type RedisClient } from '../redis.js';
 import { DatabaseStore } from './database-store.js';
 import { HOT_CACHE_TIMEOUT_MS, HotCacheStore } from './hot-cache-store.js';
 import { MemoryStore } from './memory-store.js';
@@ -11,7 +11,7 @@ import type { IdempotencyStore } from './types.js';
 
 export interface StoreDeps {
   pool?: pg.Pool | undefined;
-  redis?: Redis | undefined;
+  redis?: RedisClient | undefined;
   logger: Logger;
   onCacheError(queueName: string, operation: string, err: unknown): void;
 }
@@ -25,21 +25,23 @@ export interface CreatedStore {
 /**
  * The store `idempotency.storage.type` names: `memory`, `redis`, or `database` (with the Redis hot cache in front
  * unless `storage.database.hot_cache` is false). A pool or Redis client the caller passes is used as is; missing ones
- * are opened from `database.url` (pool size `storage.database.max_connections`) and `redis.url`.
+ * are opened from `database.url` (pool size `storage.database.max_connections`) and `redis` (a single server or
+ * `redis.cluster`).
  *
  * @example const { store, dispose } = createIdempotencyStore(loadConfig(), { logger, onCacheError: () => {} });
  */
 export function createIdempotencyStore(config: Config, deps: StoreDeps): CreatedStore {
   const cfg = config.idempotency;
   const owned: Array<() => Promise<unknown>> = [];
-  const redis = (cacheOnly: boolean): Redis => {
+  const redis = (cacheOnly: boolean): RedisClient => {
     if (deps.redis) return deps.redis;
-    const client = new Redis(config.redis.url, {
+    const client = createRedisClient(config.redis, deps.logger, {
       // A cache must fail fast while Redis is down (Postgres answers); a store may wait for a reconnect.
-      ...(cacheOnly ? { enableOfflineQueue: false, maxRetriesPerRequest: 1 } : { maxRetriesPerRequest: 3 }),
+      ...(cacheOnly
+        ? { enableOfflineQueue: false, maxRetriesPerRequest: 1 }
+        : { enableOfflineQueue: true, maxRetriesPerRequest: 3 }),
       connectionName: 'exactly-once:idempotency',
     });
-    client.on('error', (err) => deps.logger.debug({ err }, 'idempotency redis connection error'));
     owned.push(async () => client.disconnect());
     return client;
   };

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
+import type { RedisClient } from '../redis.js';
 import type { DatabaseStore } from './database-store.js';
 import type { KeyRef } from './keys.js';
 import { decodeRecord, encodePayload, fingerprintHex, redisPart, requirePatternParts } from './redis-codec.js';
@@ -41,7 +41,7 @@ export class HotCacheStore implements IdempotencyStore {
 
   constructor(
     readonly db: DatabaseStore,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: HotCacheOptions,
   ) {
     requirePatternParts(

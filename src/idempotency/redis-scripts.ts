@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 
 const PRELUDE = readLua('prelude.lua');
 
@@ -17,7 +17,7 @@ export class LuaScript {
     this.sha = createHash('sha1').update(this.source).digest('hex');
   }
 
-  async run(redis: Redis, key: string, args: readonly (string | Buffer | number)[]): Promise<unknown> {
+  async run(redis: RedisClient, key: string, args: readonly (string | Buffer | number)[]): Promise<unknown> {
     try {
       return await redis.callBuffer('EVALSHA', this.sha, 1, key, ...args);
     } catch (err) {

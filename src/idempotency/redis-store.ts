@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { mastersOf, type RedisClient } from '../redis.js';
 import type { KeyRef } from './keys.js';
 import type { PatternPart } from './redis-codec.js';
 import {
@@ -35,7 +35,8 @@ type Part = PatternPart;
 
 /**
  * Redis as the store. Every decision is one Lua script on one key (the record's key, or its queue+tenant hash), so it
- * is atomic and runs unchanged on Redis Cluster. With `useHashes`, fields expire by their header (swept by `cleanup`)
+ * is atomic and runs unchanged on Redis Cluster (whatever the key patterns: no script touches two keys); counts and
+ * cleanup SCAN every master of a cluster. With `useHashes`, fields expire by their header (swept by `cleanup`)
  * unless the server has per-field expiry (HPEXPIRE, Redis >= 7.4), which is used when present.
  *
  * G4: an in-progress record is governed by its lease alone. The claim and every renewal keep its expiry (the header's,
@@ -48,7 +49,7 @@ export class RedisStore implements IdempotencyStore {
   private readonly statsPrefix: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: RedisStoreOptions,
   ) {
     const base = 'exactly_once.idempotency.storage.redis';
@@ -150,17 +151,27 @@ export class RedisStore implements IdempotencyStore {
 
   async addStats(deltas: readonly StatsDelta[]): Promise<void> {
     if (deltas.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    const now = Date.now();
+    // One pipeline per stats key: a cluster client refuses a pipeline whose keys live on different nodes, and queues'
+    // keys spread over the slots. A single server gets the same few round trips, in parallel.
+    const byKey = new Map<string, StatsDelta[]>();
     for (const d of deltas) {
       const key = this.statsPrefix + redisPart(d.queueName);
-      const t = redisPart(d.tenantId);
-      pipeline.hincrby(key, `${t}|r`, d.requests);
-      pipeline.hincrby(key, `${t}|d`, d.duplicates);
-      pipeline.hset(key, `${t}|u`, now);
+      byKey.set(key, [...(byKey.get(key) ?? []), d]);
     }
-    const results = (await pipeline.exec()) ?? [];
-    const failed = results.find(([err]) => err);
+    const now = Date.now();
+    const results = await Promise.all(
+      [...byKey].map(([key, list]) => {
+        const pipeline = this.redis.pipeline();
+        for (const d of list) {
+          const t = redisPart(d.tenantId);
+          pipeline.hincrby(key, `${t}|r`, d.requests);
+          pipeline.hincrby(key, `${t}|d`, d.duplicates);
+          pipeline.hset(key, `${t}|u`, now);
+        }
+        return pipeline.exec();
+      }),
+    );
+    const failed = results.flatMap((r) => r ?? []).find(([err]) => err);
     if (failed) throw failed[0];
   }
 
@@ -228,13 +239,16 @@ export class RedisStore implements IdempotencyStore {
     );
   }
 
+  /** Every matching key, on every master of a cluster (a cluster client would SCAN one node only). */
   private async *scanKeys(match: string): AsyncGenerator<string> {
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
-      cursor = next;
-      yield* keys;
-    } while (cursor !== '0');
+    for (const node of mastersOf(this.redis)) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+        cursor = next;
+        yield* keys;
+      } while (cursor !== '0');
+    }
   }
 
   private async serverTime(): Promise<number> {

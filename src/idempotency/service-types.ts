@@ -1,7 +1,7 @@
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import type { Logger } from '../logger.js';
+import type { RedisClient } from '../redis.js';
 import type { IdempotencyKey } from './keys.js';
 import type { IdempotencyMetrics } from './metrics.js';
 
@@ -10,8 +10,8 @@ export interface IdempotencyServiceOptions {
   config: Config;
   /** Postgres pool for the `database` store; opened from `database.url` when absent (and then closed by `close()`). */
   pool?: pg.Pool;
-  /** Redis client for the `redis` store and the hot cache; opened from `redis.url` when absent. */
-  redis?: Redis;
+  /** Redis client (or cluster client) for the `redis` store and the hot cache; opened from `redis` config when absent. */
+  redis?: RedisClient;
   /** @defaultValue a silent logger */
   logger?: Logger;
   metrics?: IdempotencyMetrics;

@@ -76,6 +76,7 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   readonly outboxFailedTotal: Counter;
   readonly outboxRetriedTotal: Counter;
   readonly outboxDuplicatesTotal: Counter;
+  readonly outboxMarkersLeftTotal: Counter;
   readonly relayCircuitState: Gauge;
   readonly outboxProcessingDuration: Histogram;
   readonly storageOperations: Counter<'operation' | 'backend'>;
@@ -154,6 +155,11 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
     this.outboxDuplicatesTotal = new Counter({
       name: 'exactly_once_outbox_duplicates_total',
       help: 'Outbox events found already in Redis (their dedup marker existed: an earlier attempt pushed them and died before COMMIT); not pushed again, marked published.',
+      registers,
+    });
+    this.outboxMarkersLeftTotal = new Counter({
+      name: 'exactly_once_outbox_markers_left_total',
+      help: 'Dedup markers of published events that the relay could not delete after its COMMIT (Redis unreachable); they expire after dedup_window.',
       registers,
     });
     this.relayCircuitState = new Gauge({
@@ -262,6 +268,10 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
 
   outboxDuplicates(count: number): void {
     if (count > 0) this.outboxDuplicatesTotal.inc(count);
+  }
+
+  outboxMarkersLeft(count: number): void {
+    if (count > 0) this.outboxMarkersLeftTotal.inc(count);
   }
 
   breakerState(state: 'closed' | 'open' | 'half_open'): void {

@@ -21,6 +21,8 @@ export interface RelayMetrics {
   outboxRetried?(count: number): void;
   /** Events found already in Redis (an earlier attempt pushed them and did not commit); counted in published too. */
   outboxDuplicates?(count: number): void;
+  /** Dedup markers a failed cleanup left in Redis to expire by their TTL (`dedup_window`). */
+  outboxMarkersLeft?(count: number): void;
   /** The publish circuit breaker changed state. */
   breakerState?(state: BreakerState): void;
   outboxBatch(size: number, seconds: number): void;
@@ -78,6 +80,8 @@ export class Relay {
   readonly #destinations: DestinationPolicy;
   /** Earliest retry this process scheduled (`performance.now()` time); we wake for it instead of a whole poll interval. */
   #nextRetryAt = Number.POSITIVE_INFINITY;
+  /** Marker cleanups still in flight; `stop()` and `publishDue()` wait for them. */
+  readonly #forgetting = new Set<Promise<void>>();
 
   constructor(options: RelayOptions) {
     this.relayId = options.relayId ?? randomBytes(4).toString('hex');
@@ -141,6 +145,7 @@ export class Relay {
     this.#wakeup.wake();
     await Promise.allSettled(this.#loops);
     this.#loops = [];
+    await this.#forgotten();
     await this.#doorbell.stop();
     this.#log.info('relay stopped');
   }
@@ -163,7 +168,10 @@ export class Relay {
     for (;;) {
       const batch = await this.runBatch();
       for (const k of Object.keys(total) as (keyof PublishSummary)[]) total[k] += batch[k];
-      if (batch.claimed === 0 || batch.claimed === batch.held) return total;
+      if (batch.claimed === 0 || batch.claimed === batch.held) {
+        await this.#forgotten();
+        return total;
+      }
     }
   }
 
@@ -187,11 +195,11 @@ export class Relay {
    * Events whose destination the allow-list refuses are never sent: each fails at once, without retries (no retry can
    * change the verdict), and the rest of the batch goes out as usual.
    */
-  async #publishAllowed(events: ClaimedEvent[], gate: Gate): Promise<PublishOutcome[]> {
+  async #publishAllowed(events: ClaimedEvent[], gate: Gate, deadline: number): Promise<PublishOutcome[]> {
     const refusals = events.map((e) => (e.queue === null ? undefined : this.#destinations.reason(e.queue)));
-    if (refusals.every((r) => r === undefined)) return this.#publish(events, gate);
+    if (refusals.every((r) => r === undefined)) return this.#publish(events, gate, deadline);
     const allowed = events.filter((_, i) => refusals[i] === undefined);
-    const sent = allowed.length > 0 ? await this.#publish(allowed, gate) : [];
+    const sent = allowed.length > 0 ? await this.#publish(allowed, gate, deadline) : [];
     let next = 0;
     return refusals.map((reason) =>
       reason === undefined
@@ -201,10 +209,10 @@ export class Relay {
   }
 
   /** Publish through the circuit breaker: a throw is an infrastructure failure, a return a success. */
-  async #publish(events: ClaimedEvent[], gate: Gate): Promise<PublishOutcome[]> {
+  async #publish(events: ClaimedEvent[], gate: Gate, deadline: number): Promise<PublishOutcome[]> {
     gate.used = true;
     try {
-      const outcomes = await this.#publisher.publish(events);
+      const outcomes = await this.#publisher.publish(events, { deadline });
       this.#breaker.success(gate.permit);
       return outcomes;
     } catch (err) {
@@ -225,6 +233,9 @@ export class Relay {
     };
     client.on('error', onError);
     const started = performance.now();
+    // Postgres ends our claim claim_timeout after it went idle, which is after we sent the claim: from then on
+    // another relay may publish these events, so no push of ours may land later (lua/publish-jobs.lua).
+    const deadline = started + claimTimeout;
     try {
       // BEGIN, lock aggregates and claim their events in one round trip (see relay-sql.ts); the last result is the claim.
       const results = (await client.query(
@@ -239,9 +250,10 @@ export class Relay {
         await client.query('COMMIT');
         return { ...ZERO_SUMMARY };
       }
-      const outcomes = await this.#publishAllowed(events, gate);
+      const outcomes = await this.#publishAllowed(events, gate, deadline);
       if (this.#fault) await this.#fault.afterPush();
       const summary = await this.#markAndCommit(client, events, outcomes);
+      this.#forget(events, outcomes);
       this.#record(summary, (performance.now() - started) / 1000);
       if (summary.duplicates > 0) {
         // Only a relay that pushed and then failed to commit (crash, timeout, lost connection) leaves these behind.
@@ -290,6 +302,39 @@ export class Relay {
     if (seqs.length > 0) await client.query(MARK_SQL, [seqs, statuses, delays, errors]);
     await client.query('COMMIT');
     return summary;
+  }
+
+  /**
+   * The batch is committed: delete the markers of what it published (G2 needs a marker only while a push's COMMIT is
+   * unknown; a published row is never claimed again). Not awaited, so the next claim overlaps it; on the same Redis
+   * connection it still reaches the server before our next push. Best effort: a failure leaves the markers to expire
+   * after dedup_window, logged and counted.
+   */
+  #forget(events: readonly ClaimedEvent[], outcomes: readonly PublishOutcome[]): void {
+    if (!this.#publisher.forget) return;
+    const done = events.filter((_, i) => {
+      const kind = outcomes[i]?.kind;
+      return kind === 'published' || kind === 'duplicate';
+    });
+    if (done.length === 0) return;
+    const work: Promise<void> = this.#publisher.forget(done).then(
+      () => {
+        this.#forgetting.delete(work);
+      },
+      (err: unknown) => {
+        this.#forgetting.delete(work);
+        this.#log.debug(
+          { err, markers: done.length },
+          'could not delete dedup markers; they expire after dedup_window',
+        );
+        this.#metrics?.outboxMarkersLeft?.(done.length);
+      },
+    );
+    this.#forgetting.add(work);
+  }
+
+  async #forgotten(): Promise<void> {
+    while (this.#forgetting.size > 0) await Promise.allSettled([...this.#forgetting]);
   }
 
   #record(summary: PublishSummary, seconds: number): void {

@@ -90,6 +90,19 @@ export type PublishOutcome =
  * not be attempted (connection lost, timeout): the relay then rolls back and backs off without counting a retry.
  */
 export interface Publisher {
-  publish(events: readonly ClaimedEvent[]): Promise<PublishOutcome[]>;
+  publish(events: readonly ClaimedEvent[], options?: PublishOptions): Promise<PublishOutcome[]>;
+  /**
+   * The events' rows are committed as published: drop what guarded them against a second push (dedup markers), so
+   * that guard costs memory only while a batch's outcome is unknown. Best effort: what is left expires on its own.
+   */
+  forget?(events: readonly ClaimedEvent[]): Promise<void>;
   close?(): Promise<void>;
+}
+
+export interface PublishOptions {
+  /**
+   * `performance.now()` time after which the caller's claim may have been rolled back (its claim's idle timeout): a
+   * push that would land later must not happen, because another relay may have published the event meanwhile.
+   */
+  deadline?: number;
 }

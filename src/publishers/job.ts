@@ -35,6 +35,8 @@ export function priorityOf(event: ClaimedEvent, fallback: 'high' | 'low'): 'high
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const JSON_NUMBER = /^(-?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;
+/** 0, or a non-zero integer of up to 15 digits without leading zeros (what Postgres prints for a jsonb integer). */
+const PLAIN_INT = /^(?:0|-?[1-9][0-9]{0,14})$/;
 
 /**
  * The `filesize` a go-redis-work-queue worker can decode. Its Job struct holds `filesize int64`, and Go's
@@ -48,6 +50,8 @@ const JSON_NUMBER = /^(-?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;
  * @example int64Text('1e3') // '1000'
  */
 export function int64Text(text: string | null): string {
+  // The common case, a plain integer of up to 15 digits, is already its own canonical int64 text: skip the BigInt work.
+  if (text !== null && PLAIN_INT.test(text)) return text;
   const m = text === null ? null : JSON_NUMBER.exec(text.trim());
   if (!m) return '0';
   const frac = m[3] ?? '';

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis } from 'ioredis';
 import { PublishUnavailableError } from '../errors.js';
-import type { ClaimedEvent, Publisher, PublishOutcome } from '../outbox/types.js';
+import type { ClaimedEvent, Publisher, PublishOptions, PublishOutcome } from '../outbox/types.js';
 import { chunkJobs, type JobLimit, largestArgument, type PlannedJob, planBatch } from './batch-plan.js';
+import { dedupMarkerKey, keySlot } from './hash-tag.js';
 import { priorityOf } from './job.js';
 import { isBulkTooLarge, isOutage, isOutageReply, replyText } from './publish-errors.js';
 
@@ -66,6 +67,12 @@ export class RedisListPublisher implements Publisher {
   #serverMaxBulk: number | null | undefined;
   /** Below the size of a job the server refused ("invalid bulk length") when we could not read its limit. */
   #learnedMaxBulk = Number.POSITIVE_INFINITY;
+  /**
+   * Per cluster slot (0 on a standalone server): the server's clock minus `performance.now()`, in ms, never above the
+   * truth (read as the reply arrives), so a deadline converted with it is never later than meant. Refreshed by every
+   * script reply; absent until the first call to that slot asks the server.
+   */
+  readonly #clockOffsets = new Map<number, number>();
 
   constructor(redis: Redis | Cluster, options: RedisListPublisherOptions = {}) {
     if (!('eoPublishJobs' in redis)) redis.defineCommand('eoPublishJobs', { lua: PUBLISH_JOBS_LUA });
@@ -79,37 +86,68 @@ export class RedisListPublisher implements Publisher {
     this.#onRoundTrip = options.onRoundTrip;
   }
 
+  get #cluster(): boolean {
+    return (this.#redis as { isCluster?: boolean }).isCluster === true;
+  }
+
   /** The list an event goes to. */
   listKeyFor(event: ClaimedEvent): string {
     return event.queue ?? this.#pattern.replaceAll('{priority}', priorityOf(event, this.#priority));
   }
 
-  async publish(events: readonly ClaimedEvent[]): Promise<PublishOutcome[]> {
+  async publish(events: readonly ClaimedEvent[], options: PublishOptions = {}): Promise<PublishOutcome[]> {
     const outcomes: PublishOutcome[] = new Array(events.length);
     const started = performance.now();
+    // Past this moment the caller may have rolled back (our timeout, or its claim's), and another relay may publish.
+    const deadline = Math.min(started + this.#timeoutMs, options.deadline ?? Number.POSITIVE_INFINITY);
     await this.#withTimeout(
       (async () => {
         const groups = planBatch(events, outcomes, {
-          cluster: (this.#redis as { isCluster?: boolean }).isCluster === true,
+          cluster: this.#cluster,
           listKeyFor: (event) => this.listKeyFor(event),
           priorityOf: (event) => priorityOf(event, this.#priority),
           limit: await this.#jobLimit(),
         });
         // Slots in parallel; within a slot, calls in order (a group is one call unless its jobs are huge).
-        await Promise.all(groups.map((jobs) => this.#runGroup(jobs, outcomes)));
+        await Promise.all(groups.map((jobs) => this.#runGroup(jobs, outcomes, deadline)));
       })(),
     );
     this.#onRoundTrip?.((performance.now() - started) / 1000);
     return outcomes;
   }
 
-  async #runGroup(jobs: readonly PlannedJob[], outcomes: PublishOutcome[]): Promise<void> {
+  /**
+   * Delete the dedup markers of events whose rows are committed as published: one UNLINK per slot, in parallel.
+   * Rejects if any UNLINK failed; whatever it did not delete expires after `dedupWindowMs`.
+   */
+  async forget(events: readonly ClaimedEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const bySlot = new Map<number, string[]>();
+    for (const event of events) {
+      const listKey = this.listKeyFor(event);
+      const slot = this.#cluster ? keySlot(listKey) : 0;
+      let keys = bySlot.get(slot);
+      if (!keys) {
+        keys = [];
+        bySlot.set(slot, keys);
+      }
+      keys.push(dedupMarkerKey(listKey, event.id));
+    }
+    await Promise.all([...bySlot.values()].map((keys) => this.#redis.unlink(...keys)));
+  }
+
+  async #runGroup(jobs: readonly PlannedJob[], outcomes: PublishOutcome[], deadline: number): Promise<void> {
     const failed = new Set<string>();
-    for (const chunk of chunkJobs(jobs, this.#maxCallChars)) await this.#runCall(chunk, outcomes, failed);
+    for (const chunk of chunkJobs(jobs, this.#maxCallChars)) await this.#runCall(chunk, outcomes, failed, deadline);
   }
 
   /** One script call; `failed` holds the aggregates that failed earlier in this group, whose later jobs are held. */
-  async #runCall(jobs: readonly PlannedJob[], outcomes: PublishOutcome[], failed: Set<string>): Promise<void> {
+  async #runCall(
+    jobs: readonly PlannedJob[],
+    outcomes: PublishOutcome[],
+    failed: Set<string>,
+    deadline: number,
+  ): Promise<void> {
     const live = jobs.filter((job) => {
       if (!failed.has(job.aggregate)) return true;
       outcomes[job.index] = { kind: 'held' };
@@ -118,8 +156,13 @@ export class RedisListPublisher implements Publisher {
     if (live.length === 0) return;
     let replies: (number | string)[];
     try {
-      replies = await this.#call(live);
+      replies = await this.#call(live, deadline);
     } catch (err) {
+      if (replyText(err)?.startsWith('STALE ') === true) {
+        // Our clock estimate may be off (a clock step on either side): ask the server again next time.
+        this.#clockOffsets.clear();
+        throw new PublishUnavailableError(`Redis refused a late publish call: ${replyText(err)}`, { cause: err });
+      }
       if (isBulkTooLarge(err)) {
         // The server closes the connection after this reply, so there is no splitting the call now. Remember that its
         // largest job is too large: from the next batch on it fails on its own, before it is sent.
@@ -133,7 +176,7 @@ export class RedisListPublisher implements Publisher {
         return;
       }
       // Refused as a whole (CROSSSLOT, NOPERM on one key, ...): one call per job finds the event to blame.
-      for (const job of live) await this.#runCall([job], outcomes, failed);
+      for (const job of live) await this.#runCall([job], outcomes, failed, deadline);
       return;
     }
     live.forEach((job, j) => {
@@ -150,13 +193,30 @@ export class RedisListPublisher implements Publisher {
     });
   }
 
-  #call(jobs: readonly PlannedJob[]): Promise<(number | string)[]> {
+  async #call(jobs: readonly PlannedJob[], deadline: number): Promise<(number | string)[]> {
     const lists = new Map<string, number>();
     for (const job of jobs) if (!lists.has(job.listKey)) lists.set(job.listKey, lists.size + 1);
     const keys: string[] = [...lists.keys(), ...jobs.map((job) => job.marker)];
-    const args: (string | number)[] = [this.#windowMs, lists.size];
+    const first = keys[0] as string;
+    const slot = this.#cluster ? keySlot(first) : 0;
+    let offset = this.#clockOffsets.get(slot);
+    if (offset === undefined) offset = await this.#readClock(slot, first);
+    // Whole milliseconds, rounded down: never later than the deadline meant.
+    const serverDeadline = Number.isFinite(deadline) ? Math.max(1, Math.floor(deadline + offset)) : 0;
+    const args: (string | number)[] = [this.#windowMs, lists.size, serverDeadline];
     for (const job of jobs) args.push(lists.get(job.listKey) as number, job.aggregate, job.json);
-    return this.#redis.eoPublishJobs(keys.length, ...keys, ...args);
+    const replies = await this.#redis.eoPublishJobs(keys.length, ...keys, ...args);
+    const serverNow = replies.pop();
+    if (typeof serverNow === 'number') this.#clockOffsets.set(slot, serverNow - performance.now());
+    return replies;
+  }
+
+  /** The clock offset of the server holding `key` (one round trip, routed by the key in a cluster). */
+  async #readClock(slot: number, key: string): Promise<number> {
+    const [seconds, micros] = (await this.#redis.eval('return redis.call("TIME")', 1, key)) as [string, string];
+    const offset = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - performance.now();
+    this.#clockOffsets.set(slot, offset);
+    return offset;
   }
 
   /** The smallest of `maxJobBytes`, the server's proto-max-bulk-len (read once) and what a refusal taught us. */

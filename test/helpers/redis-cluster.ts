@@ -14,12 +14,16 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
-/** A real three-master Redis Cluster on free loopback ports, owned by one test file (its data dies with it). */
-export async function startTestCluster(): Promise<TestCluster> {
+/**
+ * A real three-master Redis Cluster on free loopback ports, owned by one test file (its data dies with it).
+ * `replicas: 1` adds a replica per master (six nodes), for failover tests.
+ */
+export async function startTestCluster(options: { replicas?: number } = {}): Promise<TestCluster> {
+  const replicas = options.replicas ?? 0;
   const dir = mkdtempSync(path.join(tmpdir(), 'eo-cluster-'));
   const nodes: ChildProcess[] = [];
   const ports: number[] = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 3 * (1 + replicas); i++) {
     const port = await freePort();
     ports.push(port);
     nodes.push(
@@ -38,7 +42,10 @@ export async function startTestCluster(): Promise<TestCluster> {
   await waitFor(() => ports.every((p) => cli(p, 'ping').trim() === 'PONG'), 10_000, 'cluster nodes to start');
   const create = spawnSync(
     'redis-cli',
-    ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-yes'],
+    [
+      ...['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`)],
+      ...['--cluster-replicas', String(replicas), '--cluster-yes'],
+    ],
     { encoding: 'utf8', timeout: 30_000 },
   );
   assert.equal(create.status, 0, create.stdout + create.stderr);

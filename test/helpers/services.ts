@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { kyselyFromPool, migrateToLatest } from '../../src/db/migrator.js';
+import { mastersOf, type RedisClient } from '../../src/redis.js';
 
 /** The server the tests create their databases on. Trust auth on the CI machine. */
 export const ADMIN_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -77,21 +78,26 @@ export function redisPrefix(label: string): string {
   return `eot:${TEST_RUN ? `${TEST_RUN}:` : ''}${label}:${randomBytes(3).toString('hex')}:`;
 }
 
-/** Delete every key under a prefix (SCAN, never KEYS). */
-export async function deleteRedisPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
-  // Dedup markers carry the list key as a hash tag: {<prefix>...}:eo:dedup:<id>
-  cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `{${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+/**
+ * Delete every key under a prefix (SCAN, never KEYS), on every master of a cluster. Dedup markers carry the list key
+ * as a hash tag, so `{<prefix>...}:eo:dedup:<id>` goes too. Keys are deleted one per command: on a cluster node, keys of
+ * one SCAN page may sit in different slots, and a multi-key DEL across slots is refused.
+ */
+export async function deleteRedisPrefix(redis: RedisClient, prefix: string): Promise<void> {
+  for (const node of mastersOf(redis)) {
+    for (const match of [`${prefix}*`, `{${prefix}*`]) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) {
+          const pipeline = node.pipeline();
+          for (const key of keys) pipeline.del(key);
+          await pipeline.exec();
+        }
+      } while (cursor !== '0');
+    }
+  }
 }
 
 export async function freePort(): Promise<number> {

@@ -1,10 +1,9 @@
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from '../../config/load-config.js';
 import { createPool, poolTimeouts } from '../../db/pool.js';
 import { IdempotencyService } from '../../idempotency/index.js';
 import type { Logger } from '../../logger.js';
-import { createRedis } from '../../redis.js';
+import { createRedisClient, type RedisClient } from '../../redis.js';
 import type { ParsedFlags } from '../command.js';
 import { cliContext } from '../context.js';
 
@@ -13,7 +12,7 @@ export interface OperatorContext {
   config: Config;
   logger: Logger;
   pool(): pg.Pool;
-  redis(): Redis;
+  redis(): RedisClient;
   /** `undefined` when idempotency is disabled in config. */
   idempotency(): IdempotencyService | undefined;
   close(): Promise<void>;
@@ -28,7 +27,7 @@ export interface OperatorContext {
 export function operatorContext(flags: ParsedFlags['values']): OperatorContext {
   const { config, logger } = cliContext(flags, { logLevel: 'warn' });
   let pool: pg.Pool | undefined;
-  let redis: Redis | undefined;
+  let redis: RedisClient | undefined;
   let service: IdempotencyService | undefined;
   const ctx: OperatorContext = {
     config,
@@ -39,10 +38,7 @@ export function operatorContext(flags: ParsedFlags['values']): OperatorContext {
     },
     redis: () => {
       // Operator commands are one-shot: queue commands until connected instead of failing the first one.
-      redis ??= createRedis(config.redis.url, logger, {
-        enableOfflineQueue: true,
-        connectTimeout: config.redis.connectTimeout,
-      });
+      redis ??= createRedisClient(config.redis, logger, { enableOfflineQueue: true });
       return redis;
     },
     idempotency: () => {

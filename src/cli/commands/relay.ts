@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { type OperationsHandle, startOperations } from '../../admin/start-operations.js';
 import { parseDuration } from '../../config/duration.js';
@@ -7,7 +6,7 @@ import { FeatureDisabledError } from '../../errors.js';
 import { Manager } from '../../manager.js';
 import { Metrics } from '../../metrics/metrics.js';
 import type { Relay } from '../../outbox/relay.js';
-import { createRedis } from '../../redis.js';
+import { createRedisClient, type RedisClient, redisConfigTarget } from '../../redis.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
 import { cliContext } from '../context.js';
 import { checkConnectionBudget, reportRedisPersistence, waitForPostgres, waitForRedis } from '../relay-startup.js';
@@ -83,7 +82,7 @@ export const relayCommand: Command = {
       statementTimeoutMs: Math.min(ADMIN_POOL.statementTimeoutMs, config.database.statementTimeout),
       application_name: 'exactly-once admin',
     });
-    const redis = createRedis(config.redis.url, ctx.logger, { connectTimeout: config.redis.connectTimeout });
+    const redis = createRedisClient(config.redis, ctx.logger);
     let manager: Manager | undefined;
     let relay: Relay | undefined;
     let ops: OperationsHandle | undefined;
@@ -129,11 +128,17 @@ export const relayCommand: Command = {
     });
 
     try {
-      await waitForServices(config.database.url, config.redis.url, redis, config.database.connectTimeout, {
-        waitMs: flags.waitMs,
-        logger,
-        signal: starting.signal,
-      });
+      await waitForServices(
+        config.database.url,
+        redisConfigTarget(config.redis),
+        redis,
+        config.database.connectTimeout,
+        {
+          waitMs: flags.waitMs,
+          logger,
+          signal: starting.signal,
+        },
+      );
       await checkConnectionBudget(
         pool,
         { relayPool: relayPoolSize, adminPool: ADMIN_POOL.max, listen: 1, scheduler: SCHEDULER_CONNECTIONS },
@@ -176,8 +181,8 @@ class StartAborted extends Error {}
 /** Both services at once, one deadline; the first to give up stops the other wait. */
 async function waitForServices(
   databaseUrl: string,
-  redisUrl: string,
-  redis: Redis,
+  redisTarget: string,
+  redis: RedisClient,
   connectTimeoutMs: number,
   options: { waitMs: number; logger: ReturnType<typeof cliContext>['logger']; signal: AbortSignal },
 ): Promise<void> {
@@ -189,7 +194,7 @@ async function waitForServices(
     await Promise.all(
       [
         waitForPostgres(databaseUrl, connectTimeoutMs, { ...wait, signal: inner.signal }),
-        waitForRedis(redis, redisUrl, { ...wait, signal: inner.signal }),
+        waitForRedis(redis, redisTarget, { ...wait, signal: inner.signal }),
       ].map((p) =>
         p.catch((err: unknown) => {
           inner.abort(err);
