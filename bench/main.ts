@@ -6,6 +6,7 @@ import { formatTable, parseBenchOptions, type Row, writeResults } from './lib/re
 import { machineInfo } from './lib/services.js';
 import { memoryBench } from './memory.js';
 import { producerBench } from './producer.js';
+import { scaleBench } from './scale.js';
 
 /**
  * `npm run bench`: every benchmark of issue 5, each figure beside a baseline measured in the same run. Prints a
@@ -49,6 +50,7 @@ await run('producer', () => producerBench(opts));
 await run('duplicate', () => duplicateBench(opts));
 await run('growth', () => growthBench(opts));
 await run('memory', () => memoryBench(opts));
+await run('scale', () => scaleBench(opts));
 
 const seconds = Math.round((performance.now() - started) / 1000);
 console.log(formatTable(rows));

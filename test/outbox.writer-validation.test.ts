@@ -228,11 +228,18 @@ describe('values Postgres cannot store, or would store differently: OutboxEventV
     assert.equal(MAX_JSON_DEPTH, 100);
     assert.deepEqual(stored, await storedRow(stored.id));
     assert.deepEqual(stored.payload, deep(100));
+    // Exactly one level too many, objects only and through an array: 101 levels each, not more (an off-by-one in
+    // the limit would accept them).
     const err = await rejectsKeepingTransaction('deep-101', (trx) =>
-      storeInOutbox(trx, { ...base('deep-101'), payload: { list: [deep(100)] } }),
+      storeInOutbox(trx, { ...base('deep-101'), payload: deep(MAX_JSON_DEPTH + 1) }),
     );
     assert.equal(err.code, 'EO_OUTBOX_INVALID_EVENT');
-    assert.match(err.message, /^payload\.list\[0\](\.n)+: nests deeper than 100 levels/);
+    assert.match(err.message, /^payload(\.n){100}: nests deeper than 100 levels/);
+    const inList = await rejectsKeepingTransaction('deep-101-list', (trx) =>
+      storeInOutbox(trx, { ...base('deep-101-list'), payload: { list: [deep(MAX_JSON_DEPTH - 1)] } }),
+    );
+    assert.equal(inList.code, 'EO_OUTBOX_INVALID_EVENT');
+    assert.match(inList.message, /^payload\.list\[0\](\.n){98}: nests deeper than 100 levels/);
   });
 
   test('a Date, well-formed emoji and other JSON values round-trip: the returned event is the stored row', async () => {

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { configFromObject } from '../src/config/load-config.js';
+import { storeInOutboxStandalone } from '../src/outbox/writer.js';
+import { createPublisher } from '../src/publishers/create-publisher.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 import { insertRawEvents } from './helpers/raw-events.js';
 
@@ -74,4 +77,32 @@ test('filesize is always an integer a Go int64 decodes: exact when the payload h
   const none = byId.get(ids[cases.length] as string) as string;
   assert.equal(filesizeToken(none), '0');
   assert.equal(JSON.parse(none).filepath, '/x');
+});
+
+test('outbox.default_priority: high sends events without a priority header to the high list', async () => {
+  const config = configFromObject({
+    ...fx.config,
+    database: { url: fx.db.url },
+    redis: { url: fx.config.redis.url },
+    outbox: { queue_pattern: fx.config.outbox.queuePattern, default_priority: 'high' },
+  });
+  assert.equal(config.outbox.defaultPriority, 'high');
+  const [plain, low] = await storeInOutboxStandalone(fx.db.pool, [
+    { aggregateId: 'prio-default', eventType: 'no-header', payload: {} },
+    { aggregateId: 'prio-low', eventType: 'low-header', payload: {}, headers: { priority: 'low' } },
+  ]);
+  const relay = fx.relay({ config, publisher: createPublisher(config, { redis: fx.redis }) });
+  assert.equal((await relay.publishDue()).published, 2);
+
+  const high = await fx.jobs(fx.highQueue);
+  assert.deepEqual(
+    high.map((j) => [j.id, j.priority]),
+    [[plain?.id, 'high']],
+  );
+  const lows = (await fx.jobs(fx.lowQueue)).filter((j) => j.id === low?.id);
+  assert.deepEqual(
+    lows.map((j) => j.priority),
+    ['low'],
+    'a priority header still wins over the default',
+  );
 });

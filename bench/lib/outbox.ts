@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { type Config, configFromObject } from '../../src/config/load-config.js';
 import { Relay, type RelayMetrics } from '../../src/outbox/relay.js';
+import type { Publisher } from '../../src/outbox/types.js';
 import { RedisListPublisher } from '../../src/publishers/redis-list.js';
 
 /**
@@ -11,20 +12,27 @@ import { RedisListPublisher } from '../../src/publishers/redis-list.js';
  * primary-key index, which with 5 million rows no longer fits in shared_buffers, and the growth bench measured that
  * instead of the relay (0.48 of the empty-history rate with v4 ids).
  */
-export async function seedPending(pool: pg.Pool, n: number, aggregates: number, status = 'pending'): Promise<void> {
+export async function seedPending(
+  pool: pg.Pool,
+  n: number,
+  aggregates: number,
+  status = 'pending',
+  /** When the events become due (`next_attempt_at`). @defaultValue now */
+  dueAt?: Date,
+): Promise<void> {
   const chunk = 250_000;
   for (let from = 0; from < n; from += chunk) {
     const to = Math.min(n, from + chunk) - 1;
     await pool.query(
       `INSERT INTO exactly_once_outbox
-         (id, aggregate_type, aggregate_id, event_type, payload, headers, status, published_at)
+         (id, aggregate_type, aggregate_id, event_type, payload, headers, status, published_at, next_attempt_at)
        SELECT (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
                 || substr(md5(random()::text), 1, 20))::uuid,
               'bench', 'a' || (i % $3), 'bench.event',
               jsonb_build_object('n', i / $3, 'filepath', '/data/file-' || i, 'filesize', 1024 + i % 4096),
-              '{"priority":"low"}'::jsonb, $4, CASE WHEN $4 = 'published' THEN now() END
+              '{"priority":"low"}'::jsonb, $4, CASE WHEN $4 = 'published' THEN now() END, COALESCE($5, now())
          FROM generate_series($1::bigint, $2::bigint) AS i`,
-      [from, to, aggregates, status],
+      [from, to, aggregates, status, dueAt ?? null],
     );
   }
 }
@@ -62,6 +70,8 @@ export async function timeRelayDrain(options: {
   redis: Redis;
   n: number;
   timeoutMs?: number;
+  /** @defaultValue the list publisher of `config` on `redis` (benchPublisher) */
+  publisher?: Publisher;
 }): Promise<number> {
   let published = 0;
   let done: () => void = () => {};
@@ -80,7 +90,7 @@ export async function timeRelayDrain(options: {
   const relay = new Relay({
     config: options.config,
     pool: options.pool,
-    publisher: benchPublisher(options.redis, options.config),
+    publisher: options.publisher ?? benchPublisher(options.redis, options.config),
     metrics,
   });
   const started = performance.now();

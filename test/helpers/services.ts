@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -130,8 +130,14 @@ export interface RedisServer {
  */
 export async function startRedisServer(options: { persistent?: boolean; dir?: string } = {}): Promise<RedisServer> {
   const port = await freePort();
+  const ownDir = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'eo-redis-'));
   let child: ChildProcess | undefined;
+  // Whatever the test did, its server and its files go with the test process: no orphan redis-server, no temp dir.
+  process.once('exit', () => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+  });
   const running = () => (child && child.exitCode === null && child.signalCode === null ? child : undefined);
   const server: RedisServer = {
     port,
