@@ -153,6 +153,32 @@ for (const variant of STORAGE_VARIANTS) {
       assert.equal(await service.store.complete(ref, claim.token, '"B"', 60_000, null), true, 'B still holds it');
     });
 
+    test("a completion while the new owner's claim is still in progress is refused; the claim stays the new owner's", async () => {
+      // Unlike the takeover test above, B has not completed yet: only the claim token (not the status) can tell A's
+      // late completion from B's.
+      const key = generateIdempotencyKey(queue, '', 'complete-during-takeover');
+      const ref = { queueName: queue, tenantId: '', keyId: key.id };
+      const claim = { token: 'b2'.repeat(16), leaseMs: 30_000, ttlMs: 60_000, fingerprint: null };
+      const call = service.processWithIdempotency(key, async () => {
+        busyWait(1300); // past the 1s lease
+        assert.equal((await service.store.claim(ref, claim)).kind, 'claimed');
+        return { ranBy: 'A' }; // ignores its signal
+      });
+      await assert.rejects(call, IdempotencyLeaseLostError);
+      const record = await service.getRecord(queue, '', key.id);
+      assert.equal(record?.status, 'in_progress', "A's result did not replace B's claim");
+      assert.equal(record?.result ?? null, null);
+      assert.equal(
+        await service.store.complete(ref, claim.token, '{"ranBy":"B"}', 60_000, null),
+        true,
+        'B still holds it',
+      );
+      assert.deepEqual(await service.processWithIdempotency(key, () => assert.fail('must not run')), {
+        duplicate: true,
+        result: { ranBy: 'B' },
+      });
+    });
+
     test('the signal fires when renewal finds the key gone (deleted by an operator)', async () => {
       const key = generateIdempotencyKey(queue, '', 'deleted');
       let reason: unknown;

@@ -81,10 +81,13 @@ test('filesize is always an integer a Go int64 decodes: exact when the payload h
 
 test('outbox.default_priority: high sends events without a priority header to the high list', async () => {
   const config = configFromObject({
-    ...fx.config,
     database: { url: fx.db.url },
     redis: { url: fx.config.redis.url },
-    outbox: { queue_pattern: fx.config.outbox.queuePattern, default_priority: 'high' },
+    outbox: {
+      queue_pattern: fx.config.outbox.queuePattern,
+      allowed_queues: [`${fx.prefix}*`],
+      default_priority: 'high',
+    },
   });
   assert.equal(config.outbox.defaultPriority, 'high');
   const [plain, low] = await storeInOutboxStandalone(fx.db.pool, [

@@ -3,6 +3,7 @@ import { after, before, test } from 'node:test';
 import { PublishUnavailableError } from '../src/errors.js';
 import type { ClaimedEvent } from '../src/outbox/types.js';
 import { dedupMarkerKey } from '../src/publishers/hash-tag.js';
+import { RedisStreamPublisher } from '../src/publishers/redis-stream.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 
 /**
@@ -101,4 +102,58 @@ test('the relay deletes a batch’s markers after its COMMIT: none are left once
     0,
     'no marker left for a committed event',
   );
+});
+
+// `outbox.publisher: stream` shares the list publisher's marker lifetime: the same deletion after COMMIT and the same
+// deadline, so marker memory stays bounded and a late call appends nothing there either.
+const stream = () => `${fx.prefix}markerlife:stream`;
+const streamPublisher = () =>
+  new RedisStreamPublisher(fx.redis, {
+    queuePattern: fx.config.outbox.queuePattern,
+    dedupWindowMs: fx.config.outbox.dedupWindow,
+    timeoutMs: fx.config.outbox.publishTimeout,
+  });
+
+test('stream: the relay deletes a batch’s markers after its COMMIT: none are left once it has drained', async () => {
+  await fx.db.pool.query(
+    `INSERT INTO exactly_once_outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, queue)
+     SELECT gen_random_uuid(), 'acct', 's' || (i % 7), 'tick', jsonb_build_object('i', i), '{}'::jsonb, $1
+     FROM generate_series(1, 300) AS i`,
+    [stream()],
+  );
+  const relay = fx.relay({ publisher: streamPublisher() });
+  assert.equal((await relay.publishDue()).published, 300);
+  assert.equal(await fx.redis.xlen(stream()), 300);
+  const { rows } = await fx.db.pool.query<{ id: string }>(
+    "SELECT id FROM exactly_once_outbox WHERE aggregate_id LIKE 's%' AND status = 'published'",
+  );
+  assert.equal(rows.length, 300);
+  const left = await Promise.all(rows.map((r) => fx.redis.exists(dedupMarkerKey(stream(), r.id))));
+  assert.equal(
+    left.reduce((a, b) => a + b, 0),
+    0,
+    'no marker left for a committed event',
+  );
+});
+
+test('stream: a publish call that reaches Redis after its deadline appends nothing and fails as an outage', async () => {
+  const publisher = streamPublisher();
+  const toStream = (e: ClaimedEvent): ClaimedEvent => ({ ...e, queue: stream() });
+  // Learn the server's clock first, so the refusal below comes from the script's check, not from a missing offset.
+  await publisher.publish([toStream(event())], { deadline: performance.now() + 10_000 });
+  const before = await fx.redis.xlen(stream());
+  const late = toStream(event());
+  await assert.rejects(publisher.publish([late], { deadline: performance.now() - 50 }), (err: unknown) => {
+    assert.ok(err instanceof PublishUnavailableError, String(err));
+    assert.match((err as Error).message, /STALE publish call arrived \d+ ms after its deadline/);
+    return true;
+  });
+  assert.equal(await fx.redis.xlen(stream()), before, 'nothing appended');
+  assert.equal(await fx.redis.exists(dedupMarkerKey(stream(), late.id)), 0, 'no marker set');
+  const outcomes = await publisher.publish([late], { deadline: performance.now() + 10_000 });
+  assert.deepEqual(
+    outcomes.map((o) => o.kind),
+    ['published'],
+  );
+  assert.equal(await fx.redis.xlen(stream()), before + 1);
 });

@@ -130,8 +130,13 @@ test('an entry carries the job fields; a re-run of the same rows appends nothing
   );
   assert.ok(event);
   const publisher = createPublisher(fx.config, { redis: fx.redis });
-  const relay = new Relay({ config: fx.config, pool: fx.db.pool, publisher });
-  assert.equal((await relay.publishDue()).published, 1);
+  // The first relay "dies before COMMIT": without `forget` its marker stays, as it would after a crash.
+  const crashing = new Relay({
+    config: fx.config,
+    pool: fx.db.pool,
+    publisher: { publish: (events, options) => publisher.publish(events, options) },
+  });
+  assert.equal((await crashing.publishDue()).published, 1);
   const [entry] = await entries(stream);
   assert.ok(entry);
   assert.deepEqual(Object.keys(entry).slice(1), [...STREAM_FIELDS]);
@@ -162,10 +167,12 @@ test('an entry carries the job fields; a re-run of the same rows appends nothing
   await fx.db.pool.query("UPDATE exactly_once_outbox SET status = 'pending', published_at = NULL WHERE id = $1", [
     event.id,
   ]);
+  assert.ok((await fx.redis.pttl(dedupMarkerKey(stream, event.id))) > 0, 'the marker guards the stream');
+  const relay = new Relay({ config: fx.config, pool: fx.db.pool, publisher });
   const again = await relay.publishDue();
   assert.deepEqual([again.claimed, again.duplicates], [1, 1], 'claimed again, found its marker');
   assert.equal((await entries(stream)).length, 1, 'no second entry');
-  assert.ok((await fx.redis.pttl(dedupMarkerKey(stream, event.id))) > 0, 'the marker guards the stream');
+  assert.equal(await fx.redis.exists(dedupMarkerKey(stream, event.id)), 0, 'committed: the marker is deleted');
 });
 
 test('a WRONGTYPE stream fails only its own event; the aggregate behind it is held, others go out', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { configFromObject } from '../src/config/load-config.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 import { eventStates, insertRawEvents } from './helpers/raw-events.js';
@@ -189,4 +190,45 @@ test('a spawned relay: events that fail deterministically end failed, alone; eve
     const { code } = await within(relay.exited, 15_000, 'the relay to exit after SIGTERM');
     assert.equal(code, 0, relay.stderr());
   }
+});
+
+test('a failing aggregate with a batch-sized backlog behind it does not starve the aggregates written after it', async () => {
+  await fx.db.pool.query('DELETE FROM exactly_once_outbox');
+  await fx.redis.del(fx.lowQueue);
+  const poisonQueue = `${fx.prefix}backlog-not-a-list`;
+  await fx.redis.set(poisonQueue, 'occupied');
+  const batchSize = 5;
+  // The failed event's retry is far off, so nothing but the claim's skipping of its held-back backlog lets the
+  // healthy event through meanwhile.
+  const config = configFromObject({
+    database: { url: fx.db.url },
+    redis: { url: REDIS_URL },
+    outbox: {
+      queue_pattern: fx.config.outbox.queuePattern,
+      allowed_queues: ['eot:*'],
+      batch_size: batchSize,
+      retry_backoff: { initial_delay: '10m', max_delay: '10m', jitter: false },
+    },
+  });
+  const ids = await insertRawEvents(fx.db.pool, [
+    { aggregateId: 'sick-backlog', queue: poisonQueue },
+    ...Array.from({ length: 2 * batchSize }, () => ({ aggregateId: 'sick-backlog' })),
+    { aggregateId: 'well-after-backlog' },
+  ]);
+  const poison = ids[0] as string;
+  const healthy = ids[ids.length - 1] as string;
+
+  // Publish until a claim finds nothing due: the first batch fails the poison event (retry in 10 min) and holds its
+  // aggregate; the next batches must reach past the held backlog to the healthy event.
+  const summary = await fx.relay({ config }).publishDue();
+  const states = await eventStates(fx.db.pool, ids);
+  assert.equal(states.get(poison)?.status, 'pending');
+  assert.equal(states.get(poison)?.retryCount, 1, 'the poison event failed once and waits for its retry');
+  assert.equal(states.get(healthy)?.status, 'published', 'the aggregate written after the backlog went out');
+  assert.deepEqual(
+    (await fx.jobs()).map((j) => j.id),
+    [healthy],
+    'nothing of the failing aggregate overtook its failed event',
+  );
+  assert.equal(summary.published, 1);
 });

@@ -21,24 +21,12 @@
 -- Every key of one call is in one cluster slot: the caller groups jobs by their list's slot, and each marker is
 -- named to land in its list's slot (src/publishers/hash-tag.ts).
 --
--- Markers do not outlive their use: once the relay has committed a batch as published it deletes the batch's markers
--- (no relay claims a published row again), so only batches whose outcome is unknown keep theirs (issue 10). That
--- leaves one way for a push to land with no marker in its way: a call of an earlier attempt that reaches Redis late
--- (held in the network, say), after that attempt gave up, another relay claimed, pushed, committed and deleted. The
--- deadline fences it off: the relay sends the moment after which its attempt may have been rolled back (its publish
--- timeout, its claim's idle timeout), converted to this server's clock, and a call that arrives later pushes nothing.
+-- A call past its deadline (ARGV[3]) is refused before this runs: see publish-deadline.lua, prepended to this script.
 --
 -- Returns per job: 1 pushed, 0 already pushed (marker existed), 2 held back, or the error text (a string); then,
--- after the jobs, this server's clock in milliseconds (the caller keeps its clock offset fresh with it). A call past
--- its deadline returns the error reply "STALE ..." and touches nothing.
+-- after the jobs, this server's clock in milliseconds (`now`, from publish-deadline.lua).
 local window = ARGV[1]
 local nLists = tonumber(ARGV[2])
-local deadline = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if deadline > 0 and now > deadline then
-  return redis.error_reply('STALE publish call arrived ' .. (now - deadline) .. ' ms after its deadline; nothing pushed')
-end
 local nJobs = #KEYS - nLists
 local held = {}
 local out = {}

@@ -4,10 +4,11 @@
 -- KEYS[S+1..S+N]        one dedup marker per entry, same order as the entries
 -- ARGV[1]               dedup window in milliseconds (marker PX)
 -- ARGV[2]               S
--- ARGV[3]               MAXLEN ~ for every XADD; 0 = no trimming
--- ARGV[4]               F, the number of fields per entry
--- ARGV[5..4+F]          the field names, shared by every entry
--- ARGV[5+F+(2+F)(i-1)..] per entry i: stream index (1..S), aggregate token, then its F field values
+-- ARGV[3]               deadline, milliseconds of this server's clock (TIME); 0 = none
+-- ARGV[4]               MAXLEN ~ for every XADD; 0 = no trimming
+-- ARGV[5]               F, the number of fields per entry
+-- ARGV[6..5+F]          the field names, shared by every entry
+-- ARGV[6+F+(2+F)(i-1)..] per entry i: stream index (1..S), aggregate token, then its F field values
 --
 -- Per entry: SET NX PX on its marker; only if the marker is new, XADD the entry (ID `*`: the stream's own order).
 -- Marker and XADD happen in the same script, so a relay that crashes after this script ran (before marking the row
@@ -20,12 +21,17 @@
 -- Every key of one call is in one cluster slot: the caller groups entries by their stream's slot, and each marker is
 -- named to land in its stream's slot (src/publishers/hash-tag.ts).
 --
--- Returns per entry: 1 appended, 0 already appended (marker existed), 2 held back, or the error text (a string).
+-- Markers do not outlive their use (issue 10): the relay deletes a batch's markers after COMMIT, and a call past its
+-- deadline (ARGV[3]) is refused before this runs, exactly as for lists: see publish-deadline.lua, prepended to this
+-- script.
+--
+-- Returns per entry: 1 appended, 0 already appended (marker existed), 2 held back, or the error text (a string);
+-- then, after the entries, this server's clock in milliseconds (`now`, from publish-deadline.lua).
 local window = ARGV[1]
 local nStreams = tonumber(ARGV[2])
-local maxlen = tonumber(ARGV[3])
-local nFields = tonumber(ARGV[4])
-local first = 5 + nFields
+local maxlen = tonumber(ARGV[4])
+local nFields = tonumber(ARGV[5])
+local first = 6 + nFields
 local nEntries = #KEYS - nStreams
 local held = {}
 local out = {}
@@ -49,7 +55,7 @@ for i = 1, nEntries do
       end
       args[#args + 1] = '*'
       for f = 1, nFields do
-        args[#args + 1] = ARGV[4 + f]
+        args[#args + 1] = ARGV[5 + f]
         args[#args + 1] = ARGV[base + 1 + f]
       end
       local added = redis.pcall(unpack(args))
@@ -67,4 +73,5 @@ for i = 1, nEntries do
     end
   end
 end
+out[nEntries + 1] = now
 return out

@@ -1,0 +1,318 @@
+import { readFileSync } from 'node:fs';
+import { PublishUnavailableError } from '../errors.js';
+import type { ClaimedEvent, Publisher, PublishOptions, PublishOutcome } from '../outbox/types.js';
+import { isCluster, type RedisClient } from '../redis.js';
+import { chunkJobs, type JobLimit, largestArgument, type PlannedJob, planBatch } from './batch-plan.js';
+import { dedupMarkerKey, keySlot } from './hash-tag.js';
+import { priorityOf } from './job.js';
+import { isBulkTooLarge, isOutage, isOutageReply, replyText } from './publish-errors.js';
+
+/** Redis's own default proto-max-bulk-len: no single argument may be larger. */
+export const REDIS_DEFAULT_MAX_BULK = 512 * 1024 * 1024;
+
+/** The options both Redis publishers take (RedisListPublisherOptions; RedisStreamPublisherOptions adds to them). */
+export interface MarkedBatchOptions {
+  /** Destination key; `{priority}` becomes `high` or `low`. @defaultValue "jobqueue:{priority}_priority" */
+  queuePattern?: string;
+  /** @defaultValue "low" */
+  defaultPriority?: 'high' | 'low';
+  /** Dedup marker lifetime in ms (`outbox.dedup_window`). @defaultValue 24h */
+  dedupWindowMs?: number;
+  /** A batch slower than this throws (the relay retries it; markers make the retry safe). @defaultValue 5000 */
+  timeoutMs?: number;
+  /**
+   * Largest job (UTF-8 bytes of its JSON) to write (`outbox.max_job_bytes`); a larger one fails on its own. The
+   * server's proto-max-bulk-len, when `CONFIG GET` may read it, lowers this further. @defaultValue 536870912
+   */
+  maxJobBytes?: number;
+  /**
+   * Job JSON characters per script call: a slot's jobs beyond this go in further calls, one after the other, so a
+   * batch of large jobs never makes a request the server's client-query-buffer-limit (1 GB) would cut off.
+   * @defaultValue 67108864
+   */
+  maxCallChars?: number;
+  /** Called with the round-trip time of each batch, in seconds. */
+  onRoundTrip?: (seconds: number) => void;
+}
+
+/** What one destination (a list, a stream) adds to the shared batch machinery: its script and its arguments. */
+export interface MarkedScript {
+  /** ioredis command name the script is defined under. */
+  command: string;
+  /** The script's file in ./lua/; publish-deadline.lua is prepended to it. */
+  file: string;
+  /** What one item is called in messages: `job` (list) or `entry` (stream). */
+  noun: string;
+  /** Names the write in an outage message, e.g. `a push`. */
+  write: string;
+  /** Arguments after `[window, key count, deadline]`, the same for every call (e.g. MAXLEN and field names). */
+  headArgs: readonly (string | number)[];
+  /** Arguments of one item after its key index and aggregate token. */
+  itemArgs(event: ClaimedEvent, job: PlannedJob, priority: 'high' | 'low'): (string | number)[];
+}
+
+type ScriptCall = (numKeys: number, ...args: (string | number)[]) => Promise<(number | string)[]>;
+
+/**
+ * The part of a Redis publisher that does not depend on the destination's type: plan a batch into per-slot calls of
+ * one marker-guarded script, attribute each reply to its event, fence late calls with a deadline on the server's
+ * clock, respect the server's proto-max-bulk-len, and delete a committed batch's markers (`forget`).
+ *
+ * Every script it runs takes `KEYS = [destinations..., markers...]` and `ARGV = [window, destinations, deadline,
+ * ...headArgs, per item: destination index, aggregate token, ...itemArgs]`, and returns one reply per item (1 written,
+ * 0 duplicate, 2 held, or the error text), then the server's clock in ms; past its deadline it replies `STALE ...`.
+ *
+ * Failures are attributed, so that one event can never stop the outbox (issue 9.1):
+ * - An error only one event causes is that event's `failed` outcome — the relay retries it with backoff, then marks it
+ *   `failed` — and later events of its aggregate are `held`; every other aggregate of the batch is published in the
+ *   same batch. Caught before Redis: an item that cannot be built, an item above `maxJobBytes` or the server's
+ *   proto-max-bulk-len. Caught per item inside the script: WRONGTYPE and any other error reply of its writes.
+ *   A whole call refused for a reason that is not an outage (CROSSSLOT, NOPERM on a key) is split into one call per
+ *   item to find the event(s) to blame.
+ * - The server's state (connection lost, timeout, LOADING, READONLY, BUSY, OOM when full, CLUSTERDOWN, ... see
+ *   publish-errors.ts) throws `PublishUnavailableError`: the relay rolls back and backs off, counting no retry. Items
+ *   already written keep their markers, so the next attempt records them as duplicates instead of writing again.
+ */
+export class MarkedBatchPublisher implements Publisher {
+  readonly #redis: RedisClient;
+  readonly #script: MarkedScript;
+  readonly #run: ScriptCall;
+  readonly #pattern: string;
+  readonly #priority: 'high' | 'low';
+  readonly #windowMs: number;
+  readonly #timeoutMs: number;
+  readonly #maxJobBytes: number;
+  readonly #maxCallChars: number;
+  readonly #onRoundTrip: ((seconds: number) => void) | undefined;
+  /** The server's proto-max-bulk-len: `undefined` until read, `null` when CONFIG is not available to us. */
+  #serverMaxBulk: number | null | undefined;
+  /** Below the size of an item the server refused ("invalid bulk length") when we could not read its limit. */
+  #learnedMaxBulk = Number.POSITIVE_INFINITY;
+  /**
+   * Per cluster slot (0 on a standalone server): the server's clock minus `performance.now()`, in ms, never above the
+   * truth (read as the reply arrives), so a deadline converted with it is never later than meant. Refreshed by every
+   * script reply; absent until the first call to that slot asks the server.
+   */
+  readonly #clockOffsets = new Map<number, number>();
+
+  constructor(redis: RedisClient, options: MarkedBatchOptions, script: MarkedScript) {
+    if (!(script.command in redis)) redis.defineCommand(script.command, { lua: publishScript(script.file) });
+    this.#redis = redis;
+    this.#script = script;
+    const client = redis as unknown as Record<string, ScriptCall>;
+    this.#run = (numKeys, ...args) => (client[script.command] as ScriptCall).call(redis, numKeys, ...args);
+    this.#pattern = options.queuePattern ?? 'jobqueue:{priority}_priority';
+    this.#priority = options.defaultPriority ?? 'low';
+    this.#windowMs = Math.max(1, Math.round(options.dedupWindowMs ?? 86_400_000));
+    this.#timeoutMs = options.timeoutMs ?? 5000;
+    this.#maxJobBytes = options.maxJobBytes ?? REDIS_DEFAULT_MAX_BULK;
+    this.#maxCallChars = options.maxCallChars ?? 64 * 1024 * 1024;
+    this.#onRoundTrip = options.onRoundTrip;
+  }
+
+  get #cluster(): boolean {
+    return isCluster(this.#redis);
+  }
+
+  /** The key an event goes to: its `queue`, else `queuePattern` with its priority. */
+  keyFor(event: ClaimedEvent): string {
+    return event.queue ?? this.#pattern.replaceAll('{priority}', priorityOf(event, this.#priority));
+  }
+
+  async publish(events: readonly ClaimedEvent[], options: PublishOptions = {}): Promise<PublishOutcome[]> {
+    const outcomes: PublishOutcome[] = new Array(events.length);
+    const started = performance.now();
+    // Past this moment the caller may have rolled back (our timeout, or its claim's), and another relay may publish.
+    const deadline = Math.min(started + this.#timeoutMs, options.deadline ?? Number.POSITIVE_INFINITY);
+    await this.#withTimeout(
+      (async () => {
+        const groups = planBatch(events, outcomes, {
+          cluster: this.#cluster,
+          listKeyFor: (event) => this.keyFor(event),
+          priorityOf: (event) => priorityOf(event, this.#priority),
+          limit: await this.#jobLimit(),
+        });
+        // Slots in parallel; within a slot, calls in order (a group is one call unless its items are huge).
+        await Promise.all(groups.map((jobs) => this.#runGroup(events, jobs, outcomes, deadline)));
+      })(),
+    );
+    this.#onRoundTrip?.((performance.now() - started) / 1000);
+    return outcomes;
+  }
+
+  /**
+   * Delete the dedup markers of events whose rows are committed as published: one UNLINK per slot, in parallel.
+   * Rejects if any UNLINK failed; whatever it did not delete expires after `dedupWindowMs`.
+   */
+  async forget(events: readonly ClaimedEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const bySlot = new Map<number, string[]>();
+    for (const event of events) {
+      const key = this.keyFor(event);
+      const slot = this.#cluster ? keySlot(key) : 0;
+      let keys = bySlot.get(slot);
+      if (!keys) {
+        keys = [];
+        bySlot.set(slot, keys);
+      }
+      keys.push(dedupMarkerKey(key, event.id));
+    }
+    await Promise.all([...bySlot.values()].map((keys) => this.#redis.unlink(...keys)));
+  }
+
+  async #runGroup(
+    events: readonly ClaimedEvent[],
+    jobs: readonly PlannedJob[],
+    outcomes: PublishOutcome[],
+    deadline: number,
+  ): Promise<void> {
+    const failed = new Set<string>();
+    for (const chunk of chunkJobs(jobs, this.#maxCallChars)) {
+      await this.#runCall(events, chunk, outcomes, failed, deadline);
+    }
+  }
+
+  /** One script call; `failed` holds the aggregates that failed earlier in this group, whose later items are held. */
+  async #runCall(
+    events: readonly ClaimedEvent[],
+    jobs: readonly PlannedJob[],
+    outcomes: PublishOutcome[],
+    failed: Set<string>,
+    deadline: number,
+  ): Promise<void> {
+    const live = jobs.filter((job) => {
+      if (!failed.has(job.aggregate)) return true;
+      outcomes[job.index] = { kind: 'held' };
+      return false;
+    });
+    if (live.length === 0) return;
+    let replies: (number | string)[];
+    try {
+      replies = await this.#call(events, live, deadline);
+    } catch (err) {
+      if (replyText(err)?.startsWith('STALE ') === true) {
+        // Our clock estimate may be off (a clock step on either side): ask the server again next time.
+        this.#clockOffsets.clear();
+        throw new PublishUnavailableError(`Redis refused a late publish call: ${replyText(err)}`, { cause: err });
+      }
+      if (isBulkTooLarge(err)) {
+        // The server closes the connection after this reply, so there is no splitting the call now. Remember that its
+        // largest item is too large: from the next batch on it fails on its own, before it is sent.
+        this.#learnedMaxBulk = Math.min(this.#learnedMaxBulk, Math.max(...live.map(largestArgument)) - 1);
+      }
+      if (isBulkTooLarge(err) || isOutage(err)) throw err;
+      const [only] = live;
+      if (live.length === 1 && only) {
+        failed.add(only.aggregate);
+        outcomes[only.index] = { kind: 'failed', error: (err as Error).message };
+        return;
+      }
+      // Refused as a whole (CROSSSLOT, NOPERM on one key, ...): one call per item finds the event to blame.
+      for (const job of live) await this.#runCall(events, [job], outcomes, failed, deadline);
+      return;
+    }
+    live.forEach((job, j) => {
+      const reply = replies[j];
+      if (reply === 1) outcomes[job.index] = { kind: 'published' };
+      else if (reply === 0) outcomes[job.index] = { kind: 'duplicate' };
+      else if (reply === 2) outcomes[job.index] = { kind: 'held' };
+      else {
+        const error = String(reply);
+        if (isOutageReply(error)) throw new PublishUnavailableError(`Redis refused ${this.#script.write}: ${error}`);
+        failed.add(job.aggregate);
+        outcomes[job.index] = { kind: 'failed', error };
+      }
+    });
+  }
+
+  async #call(events: readonly ClaimedEvent[], jobs: readonly PlannedJob[], deadline: number) {
+    const targets = new Map<string, number>();
+    for (const job of jobs) if (!targets.has(job.listKey)) targets.set(job.listKey, targets.size + 1);
+    const keys: string[] = [...targets.keys(), ...jobs.map((job) => job.marker)];
+    const first = keys[0] as string;
+    const slot = this.#cluster ? keySlot(first) : 0;
+    let offset = this.#clockOffsets.get(slot);
+    if (offset === undefined) offset = await this.#readClock(slot, first);
+    // Whole milliseconds, rounded down: never later than the deadline meant.
+    const serverDeadline = Number.isFinite(deadline) ? Math.max(1, Math.floor(deadline + offset)) : 0;
+    const args: (string | number)[] = [this.#windowMs, targets.size, serverDeadline, ...this.#script.headArgs];
+    for (const job of jobs) {
+      const event = events[job.index] as ClaimedEvent;
+      args.push(targets.get(job.listKey) as number, job.aggregate);
+      args.push(...this.#script.itemArgs(event, job, priorityOf(event, this.#priority)));
+    }
+    const replies = await this.#run(keys.length, ...keys, ...args);
+    const serverNow = replies.pop();
+    if (typeof serverNow === 'number') this.#clockOffsets.set(slot, serverNow - performance.now());
+    return replies;
+  }
+
+  /** The clock offset of the server holding `key` (one round trip, routed by the key in a cluster). */
+  async #readClock(slot: number, key: string): Promise<number> {
+    const [seconds, micros] = (await this.#redis.eval('return redis.call("TIME")', 1, key)) as [string, string];
+    const offset = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - performance.now();
+    this.#clockOffsets.set(slot, offset);
+    return offset;
+  }
+
+  /** The smallest of `maxJobBytes`, the server's proto-max-bulk-len (read once) and what a refusal taught us. */
+  async #jobLimit(): Promise<JobLimit> {
+    if (this.#serverMaxBulk === undefined) {
+      try {
+        const reply = (await this.#redis.call('CONFIG', 'GET', 'proto-max-bulk-len')) as string[];
+        const value = Number(reply[1]);
+        this.#serverMaxBulk = Number.isSafeInteger(value) && value > 0 ? value : null;
+      } catch (err) {
+        // Refused (CONFIG renamed away, an ACL without it): do without. Unreachable: the publish will tell; ask again.
+        if (replyText(err) !== undefined) this.#serverMaxBulk = null;
+      }
+    }
+    const noun = this.#script.noun;
+    const limits: JobLimit[] = [
+      {
+        bytes: this.#maxJobBytes,
+        describe: (n) => `${noun} of ${n} bytes exceeds outbox.max_job_bytes (${this.#maxJobBytes})`,
+      },
+    ];
+    const server = this.#serverMaxBulk;
+    if (server) {
+      limits.push({
+        bytes: server,
+        describe: (n) => `${noun} of ${n} bytes exceeds the Redis server's proto-max-bulk-len (${server})`,
+      });
+    }
+    const learned = this.#learnedMaxBulk;
+    limits.push({
+      bytes: learned,
+      describe: (n) =>
+        `${noun} of ${n} bytes is too large for the Redis server, which refused a call holding it ("invalid bulk ` +
+        'length"); set outbox.max_job_bytes below its proto-max-bulk-len',
+    });
+    return limits.reduce((a, b) => (b.bytes < a.bytes ? b : a));
+  }
+
+  async #withTimeout<T>(work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new PublishUnavailableError(`Redis publish took longer than ${this.#timeoutMs} ms`)),
+        this.#timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([work, timeout]);
+    } catch (err) {
+      if (err instanceof PublishUnavailableError) throw err;
+      throw new PublishUnavailableError(`Redis publish failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+      work.catch(() => {});
+    }
+  }
+}
+
+/** A publish script's text: the shared deadline check (lua/publish-deadline.lua), then the script itself. */
+function publishScript(file: string): string {
+  const read = (name: string) => readFileSync(new URL(`./lua/${name}`, import.meta.url), 'utf8');
+  return `${read('publish-deadline.lua')}\n${read(file)}`;
+}
