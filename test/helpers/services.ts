@@ -158,26 +158,7 @@ export async function startRedisServer(options: { persistent?: boolean; dir?: st
         ],
         { stdio: 'ignore' },
       );
-      await waitFor(
-        async () => {
-          const probe = new Redis(port, '127.0.0.1', {
-            lazyConnect: true,
-            maxRetriesPerRequest: 0,
-            retryStrategy: () => null,
-          });
-          probe.on('error', () => {});
-          try {
-            await probe.connect();
-            return (await probe.ping()) === 'PONG';
-          } catch {
-            return false;
-          } finally {
-            probe.disconnect();
-          }
-        },
-        10_000,
-        'redis-server to accept connections',
-      );
+      await waitForRedisPing(port, 'redis-server to accept connections');
     },
     async kill() {
       const c = child;
@@ -190,6 +171,30 @@ export async function startRedisServer(options: { persistent?: boolean; dir?: st
   };
   await server.start();
   return server;
+}
+
+/** Wait (10 s at most) until a redis-server on this loopback port answers PING. */
+export async function waitForRedisPing(port: number, what: string): Promise<void> {
+  await waitFor(
+    async () => {
+      const probe = new Redis(port, '127.0.0.1', {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      probe.on('error', () => {});
+      try {
+        await probe.connect();
+        return (await probe.ping()) === 'PONG';
+      } catch {
+        return false;
+      } finally {
+        probe.disconnect();
+      }
+    },
+    10_000,
+    what,
+  );
 }
 
 /** Poll `check` until it returns true or the deadline passes (then throw naming what we waited for). */

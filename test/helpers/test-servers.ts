@@ -3,8 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
-import { freePort, waitFor } from './services.js';
+import { freePort, waitForRedisPing } from './services.js';
 
 export interface TestRedis {
   port: number;
@@ -35,26 +34,7 @@ export async function spawnRedisServer(args: string[] = [], port?: number): Prom
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitFor(
-      async () => {
-        const probe = new Redis(p, '127.0.0.1', {
-          lazyConnect: true,
-          maxRetriesPerRequest: 0,
-          retryStrategy: () => null,
-        });
-        probe.on('error', () => {});
-        try {
-          await probe.connect();
-          return (await probe.ping()) === 'PONG';
-        } catch {
-          return false;
-        } finally {
-          probe.disconnect();
-        }
-      },
-      10_000,
-      `redis-server on port ${p}`,
-    );
+    await waitForRedisPing(p, `redis-server on port ${p}`);
   } catch (err) {
     await stop();
     throw err;
