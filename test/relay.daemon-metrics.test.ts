@@ -65,30 +65,38 @@ test('a relay process counts published, retried and failed events exactly, and i
     outbox: {
       queue_pattern: `${prefix}jobqueue:{priority}_priority`,
       allowed_queues: [flaky, dead],
-      // One retry, two seconds later (no jitter): time enough to fix `flaky` between the attempts.
+      // One retry, five seconds later (no jitter): time enough to fix `flaky` between the attempts, even on a
+      // loaded CI machine.
       max_retries: 1,
-      retry_backoff: { initial_delay: '2s', jitter: false },
+      retry_backoff: { initial_delay: '5s', jitter: false },
     },
   });
   relay = await startHttpRelay(file);
 
   const count = async (sql: string) => (await db.pool.query<{ n: number }>(sql)).rows[0]?.n ?? -1;
+  // On a timeout, say what the rows and the relay said: a wait that fails on a loaded machine must explain itself.
+  const evidence = async () =>
+    `rows: ${JSON.stringify((await db.pool.query('SELECT aggregate_id, status, retry_count, last_error FROM exactly_once_outbox WHERE retry_count > 0 OR status <> $1', ['published'])).rows)}\nrelay output:\n${relay?.stderr()}`;
   await waitFor(
     async () =>
       (await count(
         `SELECT count(*)::int AS n FROM exactly_once_outbox WHERE queue = '${flaky}' AND retry_count = 1`,
       )) === FLAKY,
-    20_000,
+    60_000,
     'the first failed attempt of the flaky events',
-  );
+  ).catch(async (err: Error) => {
+    throw new Error(`${err.message}\n${await evidence()}`);
+  });
   await redis.del(flaky);
   await waitFor(
     async () =>
       (await count(`SELECT count(*)::int AS n FROM exactly_once_outbox WHERE status = 'published'`)) === GOOD + FLAKY &&
       (await count(`SELECT count(*)::int AS n FROM exactly_once_outbox WHERE status = 'failed'`)) === DEAD,
-    20_000,
+    60_000,
     'every event published or failed',
-  );
+  ).catch(async (err: Error) => {
+    throw new Error(`${err.message}\n${await evidence()}`);
+  });
   // The flaky events were retried once and then published; nothing was retried twice.
   assert.equal(
     await count('SELECT sum(retry_count)::int AS n FROM exactly_once_outbox WHERE retry_count > 0'),

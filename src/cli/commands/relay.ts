@@ -21,7 +21,7 @@ Wakes on LISTEN/NOTIFY; outbox.poll_interval is the fallback. SIGTERM or SIGINT 
 flight and exits 0. Run as many as you like, on any machines.
 
 On the same port it serves the admin API (/api/v1/exactly-once/*), /metrics, /healthz and /readyz,
-and it takes part in the cluster-wide cleanup schedule (pg-boss: one replica runs each tick).
+and it takes part in the cluster-wide cleanup schedule (a Postgres timetable: one replica runs each tick).
 
   --concurrency N   claim loops in this process, 1..${MAX_CONCURRENCY} (outbox.concurrency)
   --port N          admin/metrics port, 0..65535 (admin.port, default 8080; 0 picks a free one)
