@@ -1,6 +1,8 @@
 import { Redis } from 'ioredis';
 import { seedPgBoss, startPgBoss, timeNaiveRelay, timePgBossDrain, timeSqlCeiling } from './lib/baselines.js';
+import { GRAPHILE_SCHEMA, seedGraphile, timeGraphileDrain } from './lib/graphile.js';
 import { relayConfig, seedPending, timeRelayDrain } from './lib/outbox.js';
+import { timeRelayProcesses } from './lib/relay-processes.js';
 import type { BenchOptions, Row } from './lib/report.js';
 import { benchPrefix, createBenchDatabase, deleteRedisPrefix, REDIS_URL } from './lib/services.js';
 import { round } from './lib/stats.js';
@@ -10,32 +12,42 @@ interface RelayShape {
   label: string;
   batchSize: number | undefined;
   loops: number;
+  /** relay daemons (the CLI, child processes), each with `loops` claim loops; 0: one Relay in the bench process */
+  processes: number;
 }
 
 /** What a user who changes nothing gets, and the settings the issue's targets name. */
 const RELAY_SHAPES: RelayShape[] = [
-  { label: 'defaults', batchSize: undefined, loops: 1 },
-  { label: 'batch 500', batchSize: 500, loops: 1 },
-  { label: 'batch 500, 2 loops', batchSize: 500, loops: 2 },
+  { label: 'defaults', batchSize: undefined, loops: 1, processes: 0 },
+  { label: 'batch 500', batchSize: 500, loops: 1, processes: 0 },
+  { label: 'batch 500, 2 loops', batchSize: 500, loops: 2, processes: 0 },
+  { label: 'batch 500, 2 processes', batchSize: 500, loops: 1, processes: 2 },
 ];
 /** The baselines' batch size: the issue's references all claim 500 rows at a time. */
 const BASELINE_BATCH = 500;
 /** pg-boss's own fetch size in the issue's comparison. */
 const PGBOSS_BATCH = 100;
+/** graphile-worker's local queue in the issue's comparison, and jobs run at once (as many: with 10 it drained 3x slower). */
+const GRAPHILE_QUEUE = 100;
+const GRAPHILE_CONCURRENCY = 100;
 
 export interface DrainFigure {
   shape: 'spread' | 'hot';
   aggregates: number;
   events: number;
   sqlCeilingPerSec: number;
-  /** naive pipelined relay, batch 500, by loop count */
+  /** naive pipelined relay, batch 500, by loop count (the first run of each; every relay row has its own) */
   naivePerSec: Record<number, number>;
   pgBossPerSec: number | undefined;
+  graphilePerSec: number | undefined;
   relays: {
     label: string;
     batchSize: number | undefined;
     loops: number;
+    processes: number;
     perSec: number;
+    /** the naive relay with as many connections, run just before this row (the machine drifts within a run) */
+    naivePerSec: number;
     vsNaive: number;
     vsCeiling: number;
   }[];
@@ -62,40 +74,72 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
       const aggregates = shape === 'spread' ? opts.aggregates : 1;
       await reseed(aggregates);
       const sqlCeilingPerSec = rate(await timeSqlCeiling({ url: db.url, batchSize: BASELINE_BATCH }));
-      const naivePerSec: Record<number, number> = {};
-      for (const loops of [1, 2]) {
+      const naive = async (loops: number) => {
         await reseed(aggregates);
-        naivePerSec[loops] = rate(
+        const perSec = rate(
           await timeNaiveRelay({ url: db.url, redis, list: `${prefix}naive`, loops, batchSize: BASELINE_BATCH }),
         );
         await deleteRedisPrefix(redis, prefix);
-      }
+        return perSec;
+      };
+      const naivePerSec: Record<number, number> = {};
       const relays: DrainFigure['relays'] = [];
       for (const r of RELAY_SHAPES) {
+        const connections = r.loops * Math.max(1, r.processes);
+        const naiveNow = await naive(connections);
+        naivePerSec[connections] ??= naiveNow;
         await reseed(aggregates);
-        const config = relayConfig(db.url, REDIS_URL, prefix, {
+        const outbox = {
           concurrency: r.loops,
           poll_interval: '100ms',
           ...(r.batchSize === undefined ? {} : { batch_size: r.batchSize }),
-        });
-        const perSec = rate(await timeRelayDrain({ config, pool: db.pool, redis, n: opts.events }));
+        };
+        const config = relayConfig(db.url, REDIS_URL, prefix, outbox);
+        const seconds =
+          r.processes > 0
+            ? await timeRelayProcesses({
+                dbUrl: db.url,
+                redisUrl: REDIS_URL,
+                redis,
+                prefix,
+                n: opts.events,
+                processes: r.processes,
+                outbox,
+              })
+            : await timeRelayDrain({ config, pool: db.pool, redis, n: opts.events });
+        const perSec = rate(seconds);
         await deleteRedisPrefix(redis, prefix);
-        const naive = naivePerSec[r.loops] as number;
         relays.push({
           label: r.label,
           batchSize: config.outbox.batchSize,
           loops: r.loops,
+          processes: r.processes,
           perSec,
-          vsNaive: round(perSec / naive),
+          naivePerSec: naiveNow,
+          vsNaive: round(perSec / naiveNow),
           vsCeiling: round(perSec / sqlCeilingPerSec),
         });
         opts.progress(
-          `drain ${shape} ${r.label}: relay ${perSec}/s; naive x${r.loops} ${naive}/s; ceiling ${sqlCeilingPerSec}/s`,
+          `drain ${shape} ${r.label}: relay ${perSec}/s; naive x${connections} ${naiveNow}/s; ceiling ${sqlCeilingPerSec}/s`,
         );
       }
       let pgBossPerSec: number | undefined;
-      if (shape === 'spread') pgBossPerSec = await pgBossDrain(db, redis, prefix, opts, aggregates);
-      figures.push({ shape, aggregates, events: opts.events, sqlCeilingPerSec, naivePerSec, pgBossPerSec, relays });
+      let graphilePerSec: number | undefined;
+      if (shape === 'spread') {
+        pgBossPerSec = await pgBossDrain(db, redis, prefix, opts, aggregates);
+        graphilePerSec = await graphileDrain(db, redis, prefix, opts, aggregates);
+        opts.progress(`drain ${shape}: pg-boss ${pgBossPerSec}/s; graphile-worker ${graphilePerSec}/s`);
+      }
+      figures.push({
+        shape,
+        aggregates,
+        events: opts.events,
+        sqlCeilingPerSec,
+        naivePerSec,
+        pgBossPerSec,
+        graphilePerSec,
+        relays,
+      });
     }
   } finally {
     await deleteRedisPrefix(redis, prefix);
@@ -133,39 +177,75 @@ async function pgBossDrain(
   }
 }
 
+async function graphileDrain(
+  db: Awaited<ReturnType<typeof createBenchDatabase>>,
+  redis: Redis,
+  prefix: string,
+  opts: BenchOptions,
+  aggregates: number,
+): Promise<number> {
+  await db.pool.query('TRUNCATE exactly_once_outbox');
+  try {
+    await seedGraphile(db.url, opts.events, aggregates);
+    await db.pool.query('VACUUM ANALYZE');
+    const seconds = await timeGraphileDrain({
+      url: db.url,
+      redis,
+      list: `${prefix}graphile`,
+      n: opts.events,
+      concurrency: GRAPHILE_CONCURRENCY,
+      localQueueSize: GRAPHILE_QUEUE,
+    });
+    return Math.round(opts.events / seconds);
+  } finally {
+    await db.pool.query(`DROP SCHEMA IF EXISTS ${GRAPHILE_SCHEMA} CASCADE`);
+    await deleteRedisPrefix(redis, prefix);
+  }
+}
+
 function drainRows(figures: DrainFigure[]): Row[] {
   const rows: Row[] = [];
   const spread = figures.find((f) => f.shape === 'spread');
   for (const f of figures) {
     const where = f.shape === 'spread' ? `${f.aggregates} aggregates` : '1 hot aggregate';
+    const naive1 = f.naivePerSec[1] as number;
     rows.push({
       benchmark: `drain ${where}: SQL ceiling (1 statement, batch ${BASELINE_BATCH}, 1 connection)`,
       figure: `${f.sqlCeilingPerSec} ev/s`,
-      baseline: `naive relay x1 ${f.naivePerSec[1]} ev/s, x2 ${f.naivePerSec[2]} ev/s`,
-      ratio: `naive x1 = ${round((f.naivePerSec[1] as number) / f.sqlCeilingPerSec)} of SQL`,
+      baseline: `naive relay x1 ${naive1} ev/s, x2 ${f.naivePerSec[2]} ev/s`,
+      ratio: `naive x1 = ${round(naive1 / f.sqlCeilingPerSec)} of SQL`,
       target: 'reference',
       met: undefined,
     });
-    if (f.pgBossPerSec !== undefined) {
+    const queues: [string, number | undefined][] = [
+      [`pg-boss 12 relay (fetch ${PGBOSS_BATCH}, pipelined LPUSH, complete)`, f.pgBossPerSec],
+      [
+        `graphile-worker 0.18 (local queue ${GRAPHILE_QUEUE}, ${GRAPHILE_CONCURRENCY} jobs at once, LPUSH per job)`,
+        f.graphilePerSec,
+      ],
+    ];
+    for (const [label, perSec] of queues) {
+      if (perSec === undefined) continue;
       rows.push({
-        benchmark: `drain ${where}: pg-boss 12 relay (fetch ${PGBOSS_BATCH}, pipelined LPUSH, complete)`,
-        figure: `${f.pgBossPerSec} ev/s`,
-        baseline: `naive x1 ${f.naivePerSec[1]} ev/s; SQL ${f.sqlCeilingPerSec} ev/s`,
-        ratio: `${round(f.pgBossPerSec / (f.naivePerSec[1] as number))} of naive; ${round(f.pgBossPerSec / f.sqlCeilingPerSec)} of SQL`,
+        benchmark: `drain ${where}: ${label}`,
+        figure: `${perSec} ev/s`,
+        baseline: `naive x1 ${naive1} ev/s; SQL ${f.sqlCeilingPerSec} ev/s`,
+        ratio: `${round(perSec / naive1)} of naive; ${round(perSec / f.sqlCeilingPerSec)} of SQL`,
         target: 'reference',
         met: undefined,
       });
     }
     for (const r of f.relays) {
       const hotVsSpread = f.shape === 'hot' ? spread?.relays.find((s) => s.label === r.label)?.perSec : undefined;
+      const parallel = r.loops > 1 || r.processes > 1;
       const target =
         f.shape === 'hot'
           ? '>= 0.5x spread (same settings)'
           : r.label === 'defaults'
             ? '>= 0.5x naive'
-            : r.loops === 1
-              ? '>= 1.0x naive'
-              : '>= 0.6 of SQL';
+            : parallel
+              ? '>= 0.6 of SQL'
+              : '>= 1.0x naive';
       const met =
         f.shape === 'hot'
           ? hotVsSpread === undefined
@@ -173,16 +253,26 @@ function drainRows(figures: DrainFigure[]): Row[] {
             : r.perSec / hotVsSpread >= 0.5
           : r.label === 'defaults'
             ? r.vsNaive >= 0.5
-            : r.loops === 1
-              ? r.vsNaive >= 1
-              : r.vsCeiling >= 0.6;
+            : parallel
+              ? r.vsCeiling >= 0.6
+              : r.vsNaive >= 1;
+      const connections = r.loops * Math.max(1, r.processes);
+      const how =
+        r.processes > 0
+          ? `${r.processes} CLI processes x ${r.loops} loop`
+          : `${r.loops} loop${r.loops > 1 ? 's' : ''} in-process`;
+      const others = [
+        f.pgBossPerSec ? `; pg-boss ${f.pgBossPerSec}` : '',
+        f.graphilePerSec ? `; graphile ${f.graphilePerSec}` : '',
+      ].join('');
       rows.push({
-        benchmark: `drain ${where}: relay ${r.label} (batch ${r.batchSize}, ${r.loops} loop${r.loops > 1 ? 's' : ''})`,
+        benchmark: `drain ${where}: relay ${r.label} (batch ${r.batchSize}, ${how})`,
         figure: `${r.perSec} ev/s`,
-        baseline: `naive x${r.loops} ${f.naivePerSec[r.loops]} ev/s; SQL ${f.sqlCeilingPerSec} ev/s${f.pgBossPerSec ? `; pg-boss ${f.pgBossPerSec} ev/s` : ''}`,
+        baseline: `naive x${connections} ${r.naivePerSec}; SQL ${f.sqlCeilingPerSec}${others} ev/s`,
         ratio:
           `${r.vsNaive}x naive; ${r.vsCeiling} of SQL` +
           (f.pgBossPerSec ? `; ${round(r.perSec / f.pgBossPerSec)}x pg-boss` : '') +
+          (f.graphilePerSec ? `; ${round(r.perSec / f.graphilePerSec)}x graphile` : '') +
           (hotVsSpread ? `; ${round(r.perSec / hotVsSpread)}x spread` : ''),
         target,
         met,

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { configFromObject } from '../src/config/load-config.js';
-import { IdempotencyService } from '../src/idempotency/processor.js';
+import { IdempotencyService } from '../src/idempotency/service.js';
 import type { BenchOptions, Row } from './lib/report.js';
 import { benchPrefix, createBenchDatabase, deleteRedisPrefix, REDIS_URL } from './lib/services.js';
 import { distribution, round } from './lib/stats.js';

@@ -2,6 +2,7 @@ import { drainBench } from './drain.js';
 import { duplicateBench } from './duplicate.js';
 import { freshnessBench } from './freshness.js';
 import { growthBench } from './growth.js';
+import { importCostBench } from './import-cost.js';
 import { formatTable, parseBenchOptions, type Row, writeResults } from './lib/report.js';
 import { machineInfo } from './lib/services.js';
 import { memoryBench } from './memory.js';
@@ -27,7 +28,7 @@ console.log(
     .join(', ')}`,
 );
 console.log(
-  `sizes: drain ${opts.events} events (relay at its defaults, batch 500, batch 500 x 2 loops; baselines at batch 500); ` +
+  `sizes: drain ${opts.events} events (relay at its defaults, batch 500 x 1 and 2 loops, 2 CLI processes; baselines at batch 500); ` +
     `growth batch ${opts.batchSize}; memory ${opts.memoryEvents.toLocaleString('en-US')} events; freshness ${opts.rate}/s for ` +
     `${opts.freshnessSeconds}s per mode; growth history ${opts.history.toLocaleString('en-US')} rows\n`,
 );
@@ -51,6 +52,7 @@ await run('duplicate', () => duplicateBench(opts));
 await run('growth', () => growthBench(opts));
 await run('memory', () => memoryBench(opts));
 await run('scale', () => scaleBench(opts));
+await run('import', () => importCostBench(opts));
 
 const seconds = Math.round((performance.now() - started) / 1000);
 console.log(formatTable(rows));

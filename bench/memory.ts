@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { configFromObject } from '../src/config/load-config.js';
-import { IdempotencyService } from '../src/idempotency/processor.js';
+import { IdempotencyService } from '../src/idempotency/service.js';
 import type { ClaimedEvent } from '../src/outbox/types.js';
 import { RedisListPublisher } from '../src/publishers/redis-list.js';
 import { relayConfig, seedPending, timeRelayDrain } from './lib/outbox.js';

@@ -19,8 +19,10 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { Transaction } from 'kysely';
-// In your project: from 'exactly-once'.
-import { createLogger, createRedisClient, loadConfig, Manager, type RedisClient } from '../src/index.js';
+// In your project: from 'exactly-once', 'exactly-once/manager' and 'exactly-once/relay'.
+import { createLogger, Manager } from '../src/entries/manager.js';
+import { createRedisClient, type RedisClient } from '../src/entries/relay.js';
+import { loadConfig } from '../src/index.js';
 
 /** One stream entry: its stream ID and its fields (see STREAM_FIELDS in src/publishers/redis-stream.ts). */
 export interface StreamEntry {

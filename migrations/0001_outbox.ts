@@ -1,7 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 
 /**
- * The outbox table. Every OutboxEvent field of the reference document, plus what the relay needs:
+ * The outbox table. Every OutboxEvent field of the reference document (docs/reference-api.md), plus what the relay needs:
  * `seq` (write order), `next_attempt_at` (retry schedule), `last_error`, `queue` (destination override), `tenant_id`.
  *
  * Indexes, each for one query:

@@ -1,13 +1,13 @@
 import { type Kysely, sql } from 'kysely';
-import { loadConfig } from '../src/config/load-config.js';
 
 /**
- * The idempotency table (`exactly_once.idempotency.storage.database.table_name`, default `idempotency_keys`) and its
- * counters table (`<table>_stats`).
+ * The idempotency table `idempotency_keys` and its counters table `idempotency_keys_stats`.
  *
- * The table name is read with `loadConfig()` when the migration runs, i.e. from `EXACTLY_ONCE_CONFIG`; a CLI that takes
- * `--config` must export that path as `EXACTLY_ONCE_CONFIG` before migrating. Renaming the table later needs a migration
- * of your own (this one records that it ran, not which name it used).
+ * The names are fixed here, never read from config or the environment: a migration must do the same thing wherever
+ * and whenever it runs, and `migrate down` must drop what `up` created. A deployment that sets
+ * `idempotency.storage.database.table_name` to another name creates that table itself with the DDL in
+ * docs/operations.md ("The idempotency table under another name"); until it exists the store fails with
+ * `EO_NOT_MIGRATED` naming it.
  *
  * - Primary key `(queue_name, tenant_id, key_id)`: the arbiter of `INSERT ... ON CONFLICT`; it also serves lookups by
  *   queue (+ tenant) for stats.
@@ -17,9 +17,8 @@ import { loadConfig } from '../src/config/load-config.js';
  */
 // biome-ignore lint/suspicious/noExplicitAny: migrations must not depend on the app's schema type
 export async function up(db: Kysely<any>): Promise<void> {
-  const table = tableName();
   await sql`
-    CREATE TABLE ${sql.table(table)} (
+    CREATE TABLE idempotency_keys (
       queue_name       text        NOT NULL,
       tenant_id        text        NOT NULL DEFAULT '',
       key_id           text        NOT NULL,
@@ -32,9 +31,9 @@ export async function up(db: Kysely<any>): Promise<void> {
       expires_at       timestamptz NOT NULL,
       PRIMARY KEY (queue_name, tenant_id, key_id)
     )`.execute(db);
-  await sql`CREATE INDEX ${sql.id(`${table}_expires`)} ON ${sql.table(table)} (expires_at)`.execute(db);
+  await sql`CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at)`.execute(db);
   await sql`
-    CREATE TABLE ${sql.table(`${table}_stats`)} (
+    CREATE TABLE idempotency_keys_stats (
       queue_name         text        NOT NULL,
       tenant_id          text        NOT NULL DEFAULT '',
       total_requests     bigint      NOT NULL DEFAULT 0,
@@ -46,11 +45,6 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 // biome-ignore lint/suspicious/noExplicitAny: see up()
 export async function down(db: Kysely<any>): Promise<void> {
-  const table = tableName();
-  await sql`DROP TABLE IF EXISTS ${sql.table(`${table}_stats`)}`.execute(db);
-  await sql`DROP TABLE IF EXISTS ${sql.table(table)}`.execute(db);
-}
-
-function tableName(): string {
-  return loadConfig().idempotency.storage.database.tableName;
+  await sql`DROP TABLE IF EXISTS idempotency_keys_stats`.execute(db);
+  await sql`DROP TABLE IF EXISTS idempotency_keys`.execute(db);
 }

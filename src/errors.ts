@@ -67,6 +67,25 @@ export class OutboxTransactionRequiredError extends ExactlyOnceError {
 }
 
 /**
+ * `storeInOutbox` was handed an ioredis client or a plain `pipeline()` while it recognised Redis: neither is a
+ * transaction, so the event could be stored while the app's own writes were not (or the reverse). Pass the
+ * `redis.multi()` your writes go into. Nothing was written. `handle` says what was passed.
+ */
+export class OutboxMultiRequiredError extends ExactlyOnceError {
+  readonly handle: string;
+
+  constructor(handle: string) {
+    super(
+      'EO_OUTBOX_MULTI_REQUIRED',
+      `storeInOutbox with the Redis outbox needs your transaction, the ioredis multi() that holds your writes ` +
+        `(const multi = redis.multi(); multi.set(...); await storeInOutbox(multi, event, config.outbox); await multi.exec()); ` +
+        `got ${handle}, which is not a MULTI/EXEC transaction. Nothing was written.`,
+    );
+    this.handle = handle;
+  }
+}
+
+/**
  * Two events of one `storeInOutbox` call share an id, or an event's id is already in the outbox. Nothing of the call
  * was written and the caller's transaction is still usable. `index` is the event's position in the batch.
  */
@@ -108,8 +127,13 @@ export class OutboxQueueNotAllowedError extends ExactlyOnceError {
 
 /** The outbox table is missing: migrations have not been applied to this database. */
 export class NotMigratedError extends ExactlyOnceError {
-  constructor(table: string, options?: { cause?: unknown }) {
-    super('EO_NOT_MIGRATED', `table "${table}" does not exist; run \`exactly-once migrate\` first`, options);
+  /** `hint`: what to do instead of running the migrations (for a table they do not create). */
+  constructor(table: string, options?: { cause?: unknown; hint?: string }) {
+    super(
+      'EO_NOT_MIGRATED',
+      `table "${table}" does not exist; ${options?.hint ?? 'run `exactly-once migrate` first'}`,
+      options,
+    );
   }
 }
 
@@ -320,5 +344,35 @@ export class IdempotencyHookAbortedError extends ExactlyOnceError {
     const detail = options.cause instanceof Error ? options.cause.message : String(options.cause);
     super('EO_IDEMPOTENCY_HOOK_ABORTED', `beforeProcessing hook aborted idempotency key "${key}": ${detail}`, options);
     this.key = key;
+  }
+}
+
+/** A mutating admin request while `admin.read_only` is on: refused whatever the token, nothing changed. */
+export class AdminReadOnlyError extends ExactlyOnceError {
+  constructor() {
+    super('EO_ADMIN_READ_ONLY', 'the admin API is read-only (admin.read_only / ADMIN_READ_ONLY); nothing was changed');
+  }
+}
+
+/**
+ * A mutating admin request sent by a page of another origin (its `Origin` or `Sec-Fetch-Site` header says so): a
+ * cross-site request forgery, or a page that is not the dashboard. Refused before the token is looked at.
+ */
+export class AdminForeignOriginError extends ExactlyOnceError {
+  readonly origin: string;
+
+  constructor(origin: string) {
+    super('EO_ADMIN_FOREIGN_ORIGIN', `writes are accepted only from this server's own pages (Origin: ${origin})`);
+    this.origin = origin;
+  }
+}
+
+/** The outbox event an admin request names does not exist (never written, or deleted by cleanup). */
+export class OutboxEventNotFoundError extends ExactlyOnceError {
+  readonly id: string;
+
+  constructor(id: string) {
+    super('EO_OUTBOX_EVENT_NOT_FOUND', `outbox event "${id}" does not exist`);
+    this.id = id;
   }
 }

@@ -14,6 +14,8 @@ import {
   type TransactionalProcessor,
 } from './idempotency/index.js';
 import { type Logger, silentLogger } from './logger.js';
+import { createOutboxInspector, type OutboxInspector } from './outbox/inspector.js';
+import { RedisOutboxRelay } from './outbox/redis/relay.js';
 import { type PublishSummary, Relay, type RelayMetrics } from './outbox/relay.js';
 import type { NewOutboxEvent, OutboxEvent, Publisher } from './outbox/types.js';
 import { storeInOutbox, storeInOutboxStandalone } from './outbox/writer.js';
@@ -35,8 +37,11 @@ export interface ManagerDeps {
   metrics?: RelayMetrics & IdempotencyMetrics & { trackStorageSize?(source: IdempotencyService): void };
 }
 
+/** A relay of either outbox storage: the Postgres `Relay` or, with `outbox.storage_type: redis`, `RedisOutboxRelay`. */
+export type OutboxRelay = Relay | RedisOutboxRelay;
+
 /**
- * The main interface, as in the reference document: outbox writing and publishing, idempotent processing, stats.
+ * The main interface, as in the reference document (docs/reference-api.md): outbox writing and publishing, idempotent processing, stats.
  * Owns the connections it creates; `close()` (or `await using`) releases them.
  *
  * @example
@@ -53,7 +58,9 @@ export class Manager {
   /** The idempotency service; `undefined` when `idempotency.enabled` is false. */
   readonly idempotency: IdempotencyService | undefined;
   readonly #owned: (() => Promise<unknown>)[] = [];
-  readonly #relay: Relay;
+  readonly #relay: OutboxRelay;
+  /** What operators see of the outbox (admin API, CLI): Postgres or Redis, as `outbox.storage_type` says. */
+  readonly outboxInspector: OutboxInspector;
   readonly #metrics: ManagerDeps['metrics'];
 
   constructor(config: Config, deps: ManagerDeps = {}) {
@@ -77,9 +84,14 @@ export class Manager {
       deps.publisher ??
       createPublisher(config, {
         redis: this.redis,
+        logger: this.logger,
         ...(deps.metrics ? { onRoundTrip: (s: number) => deps.metrics?.redisRoundTrip(s) } : {}),
       });
-    this.#relay = this.createRelay();
+    // A publisher with connections of its own (pg-boss) that we created is ours to close.
+    const { publisher } = this;
+    if (!deps.publisher && publisher.close) this.#owned.push(() => publisher.close?.() ?? Promise.resolve());
+    this.#relay = this.createOutboxRelay();
+    this.outboxInspector = createOutboxInspector(config, { pool: () => this.pool, redis: () => this.redis });
     if (config.idempotency.enabled) {
       const service = new IdempotencyService({
         config,
@@ -191,11 +203,34 @@ export class Manager {
    * @example const relay = manager.createRelay(); await relay.start();
    */
   createRelay(options: { metrics?: RelayMetrics; relayId?: string; pool?: pg.Pool } = {}): Relay {
+    if (this.config.outbox.storageType === 'redis') {
+      throw new TypeError(
+        'createRelay() relays the Postgres outbox; with outbox.storage_type: redis use createOutboxRelay()',
+      );
+    }
     const metrics = options.metrics ?? this.#metrics;
     return new Relay({
       config: this.config,
       pool: options.pool ?? this.pool,
       publisher: this.publisher,
+      logger: this.logger,
+      ...(metrics ? { metrics } : {}),
+      ...(options.relayId ? { relayId: options.relayId } : {}),
+    });
+  }
+
+  /**
+   * The relay of the outbox `outbox.storage_type` names: `createRelay()`'s Postgres relay, or a `RedisOutboxRelay` on
+   * this manager's Redis (which must hold both the outbox keys and the destination lists).
+   *
+   * @example const relay = manager.createOutboxRelay(); await relay.start();
+   */
+  createOutboxRelay(options: { metrics?: RelayMetrics; relayId?: string; pool?: pg.Pool } = {}): OutboxRelay {
+    if (this.config.outbox.storageType !== 'redis') return this.createRelay(options);
+    const metrics = options.metrics ?? this.#metrics;
+    return new RedisOutboxRelay({
+      config: this.config,
+      redis: this.redis,
       logger: this.logger,
       ...(metrics ? { metrics } : {}),
       ...(options.relayId ? { relayId: options.relayId } : {}),

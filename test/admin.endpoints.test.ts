@@ -380,7 +380,8 @@ describe('protocol errors', () => {
 
   test('404 JSON for an unknown path', async () => {
     assertError(await fx.request('GET', `${API}/nope`), 404, 'EO_HTTP_NOT_FOUND');
-    assertError(await fx.request('GET', '/'), 404);
+    assertError(await fx.request('GET', '/nope'), 404, 'EO_HTTP_NOT_FOUND');
+    assertError(await fx.request('GET', '/ui/../package.json'), 404);
   });
 });
 

@@ -36,6 +36,7 @@ describe('durations', () => {
   });
 });
 
+// The reference document: docs/reference-api.md.
 describe('the reference document snippets load and mean what they say', () => {
   test('basic configuration (full exactly_once tree)', () => {
     const c = loadConfig(ref('basic'), noEnv);
@@ -166,10 +167,10 @@ describe('bad config is rejected at start, naming the key and the file', () => {
       'exactly_once.idempotency.storage.memory.eviction_policy',
     ],
     [
-      'enabled outbox in redis',
-      'outbox:\n  enabled: true\n  storage_type: redis\n',
-      'exactly_once.outbox.storage_type',
-      /cannot share a transaction/,
+      'outbox in redis with the stream publisher',
+      'outbox:\n  enabled: true\n  storage_type: redis\n  publisher: stream\n',
+      'exactly_once.outbox.publisher',
+      /not available with outbox.storage_type: redis/,
     ],
     ['string for boolean', 'metrics:\n  enabled: "yes"\n', 'exactly_once.metrics.enabled'],
     [

@@ -6,7 +6,7 @@ import { IdempotencyService } from '../src/idempotency/index.js';
 import { idempotencyTestConfig } from './helpers/idempotency-env.js';
 import { createTestDatabase, type TestDatabase } from './helpers/services.js';
 
-// `idempotency.batch_size` (the reference document's tuning snippet: "Larger batches for cleanup operations") had no
+// `idempotency.batch_size` (the reference document's (docs/reference-api.md) tuning snippet: "Larger batches for cleanup operations") had no
 // effect under the default storage: Postgres cleanup deleted in batches of `storage.database.batch_size` (100)
 // whatever it said. A statement-level trigger records how many rows each cleanup DELETE removed, so the batch size is
 // read from Postgres itself.

@@ -20,6 +20,7 @@ after(async () => {
   await db.close();
 });
 
+// G4: concurrent duplicates across processes run the processor once.
 test('50 concurrent calls with one key across 4 processes run the processor once and all get its result', async () => {
   const calls = [13, 12, 13, 12];
   const workers: Worker[] = calls.map((n) =>

@@ -20,6 +20,7 @@ after(async () => {
   await db.close();
 });
 
+// G5: a claimant SIGKILLed mid-processor loses its key after the lease; the redelivery runs.
 test('a SIGKILLed claimant is taken over after the lease, once, and never again', async () => {
   const worker = startWorker({
     mode: 'hang',

@@ -5,7 +5,7 @@ import { generateIdempotencyKey, type IdempotencyService } from '../src/idempote
 import { type StorageVariant, testRedis, testService } from './helpers/idempotency-env.js';
 import { createTestDatabase, deleteRedisPrefix, redisPrefix, type TestDatabase } from './helpers/services.js';
 
-// The reference document's BeforeProcessing returns an error that aborts processing; here it used to be logged and
+// The reference document's (docs/reference-api.md) BeforeProcessing returns an error that aborts processing; here it used to be logged and
 // swallowed, so a hook could not veto a job. Now the throwing hook aborts the call and the key is released.
 
 let db: TestDatabase;

@@ -123,7 +123,7 @@ for (const variant of STORAGE_VARIANTS) {
         // Process B, through the same store: the lapsed claim is free to take, and B completes it.
         const claim = { token: 'b0'.repeat(16), leaseMs: 1000, ttlMs: 60_000, fingerprint: null };
         assert.equal((await service.store.claim(ref, claim)).kind, 'claimed');
-        assert.equal(await service.store.complete(ref, claim.token, '{"ranBy":"B"}', 60_000, null), true);
+        assert.equal(await service.store.complete(ref, claim.token, '{"ranBy":"B"}', 60_000), true);
         return { ranBy: 'A' };
       });
       await assert.rejects(
@@ -150,7 +150,7 @@ for (const variant of STORAGE_VARIANTS) {
       await assert.rejects(call, IdempotencyLeaseLostError);
       const record = await service.getRecord(queue, '', key.id);
       assert.equal(record?.status, 'in_progress', "B's claim survived A's release");
-      assert.equal(await service.store.complete(ref, claim.token, '"B"', 60_000, null), true, 'B still holds it');
+      assert.equal(await service.store.complete(ref, claim.token, '"B"', 60_000), true, 'B still holds it');
     });
 
     test("a completion while the new owner's claim is still in progress is refused; the claim stays the new owner's", async () => {
@@ -168,11 +168,7 @@ for (const variant of STORAGE_VARIANTS) {
       const record = await service.getRecord(queue, '', key.id);
       assert.equal(record?.status, 'in_progress', "A's result did not replace B's claim");
       assert.equal(record?.result ?? null, null);
-      assert.equal(
-        await service.store.complete(ref, claim.token, '{"ranBy":"B"}', 60_000, null),
-        true,
-        'B still holds it',
-      );
+      assert.equal(await service.store.complete(ref, claim.token, '{"ranBy":"B"}', 60_000), true, 'B still holds it');
       assert.deepEqual(await service.processWithIdempotency(key, () => assert.fail('must not run')), {
         duplicate: true,
         result: { ranBy: 'B' },

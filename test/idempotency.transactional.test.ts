@@ -40,6 +40,7 @@ const redeliver = (suffix: string) => {
   });
 };
 
+// G4: the transactional form commits the effect and the key together (workers killed before and after COMMIT).
 test('worker killed after its writes but before COMMIT: nothing visible, the redelivery runs it', async () => {
   const worker = startWorker({
     mode: 'tx-hang-before-commit',

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { generateIdempotencyKey, loadConfig, Manager, storeInOutbox } from '../src/index.js';
+import { Manager } from '../src/entries/manager.js';
+import { generateIdempotencyKey, loadConfig, storeInOutbox } from '../src/index.js';
 import { testRedis } from './helpers/idempotency-env.js';
 import {
   createTestDatabase,

@@ -112,6 +112,7 @@ describe('after a known workload the counters have the expected values', () => {
     assert.equal(sample(text, 'exactly_once_maintenance_runs_total', { type: 'outbox', result: 'ok' }), 1);
   });
 
+  // The reference document: docs/reference-api.md.
   test('every metric name of the reference document is exposed, plus default process metrics', async () => {
     const text = await scrape();
     for (const name of [

@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { configFromObject } from '../src/config/load-config.js';
 import { createMigrator, kyselyFromPool, migrateDown, migrateToLatest, migrationStatus } from '../src/db/migrator.js';
+import { NotMigratedError } from '../src/errors.js';
+import { generateIdempotencyKey, IdempotencyService } from '../src/idempotency/index.js';
 import { createTestDatabase, type TestDatabase } from './helpers/services.js';
 
 const run = promisify(execFile);
@@ -190,5 +196,87 @@ test('kysely-ctl runs the same migrations through kysely.config.ts', async () =>
     }
   } finally {
     await fresh.close();
+  }
+});
+
+/** Names of the tables in `pool`'s database that start with `prefix`. */
+async function tablesLike(pool: pg.Pool, prefix: string): Promise<string[]> {
+  const { rows } = await pool.query<{ t: string }>(
+    `SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE $1 ORDER BY 1`,
+    [`${prefix}%`],
+  );
+  return rows.map((r) => r.t);
+}
+
+test('migrations read no config: a config naming another idempotency table changes neither up nor down', async () => {
+  const fresh = await createTestDatabase('migrations_noconfig', { migrate: false });
+  const dir = mkdtempSync(path.join(tmpdir(), 'eo-migrate-'));
+  const file = path.join(dir, 'config.yaml');
+  writeFileSync(file, 'idempotency:\n  storage:\n    database:\n      table_name: other_keys\n');
+  const saved = process.env.EXACTLY_ONCE_CONFIG;
+  // The environment a migration could have read the table name from (this is what the CLI used to set).
+  process.env.EXACTLY_ONCE_CONFIG = file;
+  const k = kyselyFromPool(new pg.Pool({ connectionString: fresh.url, max: 1 }));
+  try {
+    await migrateToLatest(k);
+    assert.deepEqual(await tablesLike(fresh.pool, 'other_keys'), []);
+    assert.deepEqual(await tablesLike(fresh.pool, 'idempotency_keys'), ['idempotency_keys', 'idempotency_keys_stats']);
+    // And the CLI with --config: nothing left to do, nothing created under the configured name.
+    const env = { ...process.env, DATABASE_URL: fresh.url, EXACTLY_ONCE_CONFIG: '', LOG_LEVEL: 'warn' };
+    const up = await run(process.execPath, [BIN, 'migrate', '--config', file], { env });
+    assert.match(up.stdout, /already up to date/);
+    assert.deepEqual(await tablesLike(fresh.pool, 'other_keys'), []);
+    const status = await migrationStatus(k);
+    for (let i = 0; i < status.length; i++) await migrateDown(k);
+    assert.deepEqual(await tablesLike(fresh.pool, 'idempotency_keys'), [], 'down drops what up created');
+  } finally {
+    if (saved === undefined) delete process.env.EXACTLY_ONCE_CONFIG;
+    else process.env.EXACTLY_ONCE_CONFIG = saved;
+    rmSync(dir, { recursive: true, force: true });
+    await k.destroy();
+    await fresh.close();
+  }
+});
+
+test('a table_name the migrations do not create: EO_NOT_MIGRATED names it and the docs, whose DDL then works', async () => {
+  const config = configFromObject({
+    database: { url: db.url },
+    idempotency: { storage: { type: 'database', database: { table_name: 'app_idempotency_keys', hot_cache: false } } },
+  });
+  const service = new IdempotencyService({ config, pool: db.pool });
+  try {
+    const key = generateIdempotencyKey('mail', '', 'custom-table-1');
+    let runs = 0;
+    const processor = async () => ++runs;
+    await assert.rejects(service.processWithIdempotency(key, processor), (err: unknown) => {
+      assert.ok(err instanceof NotMigratedError, String(err));
+      assert.match(err.message, /"app_idempotency_keys" does not exist/);
+      assert.match(err.message, /docs\/operations\.md \("The idempotency table under another name"\)/);
+      return true;
+    });
+    assert.equal(runs, 0);
+    // The DDL block of that section, run as the docs tell the operator to.
+    const docs = readFileSync(new URL('../docs/operations.md', import.meta.url), 'utf8');
+    const section = docs.slice(docs.indexOf('## The idempotency table under another name'));
+    const ddl = /```sql\n([\s\S]*?)```/.exec(section)?.[1];
+    assert.ok(ddl, 'the section has a sql block');
+    await db.pool.query(ddl);
+    assert.deepEqual(await service.processWithIdempotency(key, processor), { duplicate: false, result: 1 });
+    assert.deepEqual(await service.processWithIdempotency(key, processor), { duplicate: true, result: 1 });
+    assert.equal((await service.getDedupStats('mail')).duplicatesAvoided, 1, 'the stats table works too');
+    // Same columns, types and indexes as the migrated table.
+    const shape = async (t: string) =>
+      (
+        await db.pool.query<{ c: string }>(
+          `SELECT column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-') AS c
+             FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position`,
+          [t],
+        )
+      ).rows.map((r) => r.c);
+    assert.deepEqual(await shape('app_idempotency_keys'), await shape('idempotency_keys'));
+    assert.deepEqual(await shape('app_idempotency_keys_stats'), await shape('idempotency_keys_stats'));
+  } finally {
+    await service.close();
+    await db.pool.query('DROP TABLE IF EXISTS app_idempotency_keys, app_idempotency_keys_stats');
   }
 });

@@ -1,18 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Relay } from '../src/outbox/relay.js';
-import type { NewOutboxEvent } from '../src/outbox/types.js';
-import { storeInOutbox, storeInOutboxStandalone } from '../src/outbox/writer.js';
+import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { createPublisher } from '../src/publishers/create-publisher.js';
 import { dedupMarkerKey } from '../src/publishers/hash-tag.js';
 import { RedisStreamPublisher, STREAM_FIELDS } from '../src/publishers/redis-stream.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 import { eventStates, insertRawEvents } from './helpers/raw-events.js';
-import { exitWithin, type RelayProcess, spawnRelay, writeConfigFile } from './helpers/relay-process.js';
-import { REDIS_URL, waitFor } from './helpers/services.js';
 
 // `outbox.publisher: stream`: one XADD per event, guarded by the same dedup marker as the list publisher (G2), in
-// per-aggregate order (G3). Checked by reading the streams back with XRANGE, as a consumer would.
+// per-aggregate order (G3). Checked by reading the streams back with XRANGE, as a consumer would. The crash test of
+// the stream destination (the CLI relay, 20,000 events, relays SIGKILLed) is test/cluster.stream-relay.test.ts; the
+// CLI relay writing streams and lists from one outbox is test/publisher.destination-header.test.ts.
 let fx: OutboxFixture;
 before(async () => {
   fx = await outboxFixture('stream', {
@@ -38,79 +37,6 @@ async function entries(stream: string): Promise<Record<string, string>[]> {
 test('config: outbox.publisher stream makes the Manager-side factory build the stream publisher', () => {
   assert.ok(createPublisher(fx.config, { redis: fx.redis }) instanceof RedisStreamPublisher);
   assert.equal(fx.config.outbox.stream.maxlen, undefined, 'no trimming unless asked');
-});
-
-test('the CLI relay publishing to streams, relays crashing mid-way: every event once, in order per aggregate', async (t) => {
-  const EVENTS = 2000;
-  const AGGREGATES = 40;
-  const streams = [`${fx.prefix}stream:a`, `${fx.prefix}stream:b`];
-  for (let start = 0; start < EVENTS; start += 500) {
-    const events: NewOutboxEvent[] = [];
-    for (let i = start; i < start + 500; i++) {
-      const agg = i % AGGREGATES;
-      events.push({
-        aggregateType: 'acct',
-        aggregateId: `a${agg}`,
-        eventType: 'tick',
-        payload: { n: Math.floor(i / AGGREGATES) },
-        queue: streams[agg % 2] as string,
-      });
-    }
-    await fx.kysely.transaction().execute((trx) => storeInOutbox(trx, events, fx.config.outbox));
-  }
-  const configFile = writeConfigFile('stream', {
-    database: { url: fx.db.url },
-    redis: { url: REDIS_URL },
-    outbox: {
-      publisher: 'stream',
-      queue_pattern: fx.config.outbox.queuePattern,
-      allowed_queues: [`${fx.prefix}*`],
-      batch_size: 25,
-      poll_interval: '200ms',
-    },
-  });
-  const published = async () =>
-    (await fx.db.pool.query("SELECT count(*)::int AS n FROM exactly_once_outbox WHERE status = 'published'")).rows[0]
-      .n as number;
-  const relays: RelayProcess[] = [];
-  let killedAt = 0;
-  try {
-    // A crashes by itself between its 2nd XADD batch and the COMMIT (the crash window); B is SIGKILLed by us.
-    const a = spawnRelay(configFile, [], { EXACTLY_ONCE_TEST_FAULT: 'kill-after-push:2' });
-    const b = spawnRelay(configFile);
-    relays.push(a, b);
-    assert.equal(
-      (await exitWithin(a, 60_000)).signal,
-      'SIGKILL',
-      `relay A should crash after its push:\n${a.stderr()}`,
-    );
-    await waitFor(async () => (await published()) >= EVENTS / 3, 60_000, 'a third of the events published');
-    b.child.kill('SIGKILL');
-    await exitWithin(b, 10_000);
-    killedAt = await published();
-    assert.ok(killedAt < EVENTS, 'relay B was killed while events were still pending');
-    relays.push(spawnRelay(configFile), spawnRelay(configFile));
-    await waitFor(async () => (await published()) === EVENTS, 60_000, 'every event published');
-  } finally {
-    for (const r of relays) r.child.kill('SIGKILL');
-    await Promise.all(relays.map((r) => exitWithin(r, 10_000)));
-  }
-
-  const all = [...(await entries(streams[0] as string)), ...(await entries(streams[1] as string))];
-  const counts = new Map<string, number>();
-  for (const e of all) counts.set(e.id as string, (counts.get(e.id as string) ?? 0) + 1);
-  assert.equal([...counts.values()].filter((c) => c > 1).length, 0, 'no event appended twice');
-  assert.equal(counts.size, EVENTS, 'every event appended');
-  assert.equal(all.length, EVENTS);
-  const next = new Map<string, number>();
-  let reordered = 0;
-  for (const e of all) {
-    const n = (JSON.parse(e.payload as string) as { n: number }).n;
-    if (n !== (next.get(e.aggregate_id as string) ?? 0)) reordered++;
-    next.set(e.aggregate_id as string, n + 1);
-  }
-  assert.equal(reordered, 0, 'per-aggregate order held');
-  t.diagnostic(`relay B was SIGKILLed with ${killedAt} of ${EVENTS} published`);
 });
 
 test('an entry carries the job fields; a re-run of the same rows appends nothing (markers)', async () => {

@@ -18,6 +18,7 @@ after(async () => {
   await fx.close();
 });
 
+// G1, G2, G3: relays SIGKILLed while draining lose no event, push none twice, and keep each aggregate in order.
 test(`${RELAYS} relays SIGKILLed at random while draining ${EVENTS} events: each arrives once, in aggregate order`, async (t) => {
   // Write order per aggregate: event n of aggregate a is written before n+1 (several transactions, as apps do).
   const perTx = 2000;

@@ -38,6 +38,7 @@ function assertAggregateOrder(jobs: Record<string, unknown>[]): void {
   }
 }
 
+// G3: per-aggregate order with several relay loops; a failing event holds back only its own aggregate.
 test('one hot aggregate drains in full batches, not one event per round trip', async () => {
   await storeInOutboxStandalone(
     fx.db.pool,

@@ -13,6 +13,7 @@ after(async () => {
   await fx.close();
 });
 
+// G5: a wedged relay's claim is recovered after `claim_timeout`, by another relay, in seconds.
 test('a relay wedged inside a batch loses its claim after claim_timeout; another relay delivers the events', async () => {
   const events = await storeInOutboxStandalone(
     fx.db.pool,

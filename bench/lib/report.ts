@@ -43,7 +43,16 @@ export interface Row {
   met: boolean | undefined;
 }
 
-export const ALL_BENCHES = ['drain', 'freshness', 'producer', 'duplicate', 'growth', 'memory', 'scale'] as const;
+export const ALL_BENCHES = [
+  'drain',
+  'freshness',
+  'producer',
+  'duplicate',
+  'growth',
+  'memory',
+  'scale',
+  'import',
+] as const;
 
 export function parseBenchOptions(argv: string[]): BenchOptions {
   const { values } = parseArgs({
@@ -68,7 +77,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   if (values.help) {
     console.log(`Usage: npm run bench -- [--events N] [--aggregates N] [--workers 1,2,4] [--batch N] [--rate N]
          [--seconds N] [--poll-ms N] [--transactions N] [--checks N] [--history N] [--memory-keys N] [--memory-events N]
-         [--only drain,freshness,producer,duplicate,growth,memory,scale]
+         [--only drain,freshness,producer,duplicate,growth,memory,scale,import]
 Each flag also reads BENCH_<NAME> from the environment (BENCH_EVENTS=200000, BENCH_HISTORY=5000000, ...).`);
     process.exit(0);
   }

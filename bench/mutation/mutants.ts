@@ -42,7 +42,7 @@ const PUBLISHER = 'src/publishers/marked-batch.ts';
 const LUA = 'src/publishers/lua/publish-jobs.lua';
 const WRITER = 'src/outbox/writer.ts';
 const VALIDATE = 'src/outbox/validate-event.ts';
-const PROCESSOR = 'src/idempotency/processor.ts';
+const PROCESSOR = 'src/idempotency/service.ts';
 const DB_STORE = 'src/idempotency/database-store.ts';
 const LEASE = 'src/idempotency/lease.ts';
 
@@ -78,7 +78,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: 'relay.retries-marked-published',
     module: 'relay',
-    file: RELAY,
+    file: 'src/outbox/batch-commit.ts',
     search: 'if (seqs.length > 0 && summary.retried + summary.failed === 0) {',
     replace: 'if (seqs.length > 0) {',
     tests: ['test/relay.poison-event.test.ts'],
@@ -145,8 +145,8 @@ export const MUTANTS: Mutant[] = [
     id: 'sql.retry-hold-reversed',
     module: 'relay SQL',
     file: SQL,
-    search: 'h.seq < c.seq AND h.next_attempt_at > now()',
-    replace: 'h.seq > c.seq AND h.next_attempt_at > now()',
+    search: 'h.seq < ${row}.seq AND h.next_attempt_at > now()',
+    replace: 'h.seq > ${row}.seq AND h.next_attempt_at > now()',
     tests: ['test/relay.poison-event.test.ts'],
     breaks: 'later events of an aggregate overtake its event that waits for a retry (G3)',
   },
@@ -301,7 +301,7 @@ export const MUTANTS: Mutant[] = [
     breaks: 'the documented nesting limit (100) is not the one enforced',
   },
 
-  // --- idempotency service (processor.ts) ---------------------------------------------------------------------------
+  // --- idempotency service (service.ts) -----------------------------------------------------------------------------
   {
     id: 'service.duplicate-reported-as-first',
     module: 'idempotency service',

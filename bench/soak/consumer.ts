@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { configFromObject } from '../../src/config/load-config.js';
 import { createPool } from '../../src/db/pool.js';
-import { IdempotencyService } from '../../src/idempotency/processor.js';
+import { IdempotencyService } from '../../src/idempotency/service.js';
 import { silentLogger } from '../../src/logger.js';
 
 /**

@@ -1,8 +1,9 @@
 import type { Config } from '../config/load-config.js';
+import type { SqlExecutor } from '../db/executor.js';
 import type { CreateRecordInput, DedupStats, IdempotencyRecord } from '../idempotency/index.js';
 import type { CleanupReport } from '../maintenance/run-cleanup.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Queryable } from '../outbox/inspect.js';
+import type { OutboxInspector } from '../outbox/inspector.js';
 import type { HealthSource } from './readiness.js';
 
 /** What the admin API needs of the idempotency service (`IdempotencyService` fits). */
@@ -13,6 +14,11 @@ export interface AdminIdempotency {
   createRecord(input: CreateRecordInput): Promise<IdempotencyRecord>;
   /** `true` when a live record existed. */
   deleteRecord(queueName: string, tenantId: string, keyId: string): Promise<boolean>;
+  /**
+   * Whether the Redis hot cache holds the key's completed record; `null` when the store has no hot cache. Optional:
+   * without it the API answers `cached: null`.
+   */
+  isCached?(queueName: string, tenantId: string, keyId: string): Promise<boolean | null>;
   cleanup(): Promise<number>;
 }
 
@@ -23,11 +29,16 @@ export interface AdminIdempotency {
 export interface AdminBackend {
   readonly config: Config;
   /** Postgres pool of the outbox (listing, replay, backlog, cleanup, readiness). */
-  readonly pool: Queryable;
+  readonly pool: SqlExecutor;
   /** Redis client: readiness writes a tiny key with a short TTL (`SET key value PX ms`). */
   readonly redis: { set(key: string, value: string, mode: 'PX', ms: number): Promise<unknown> };
   /** Absent or `undefined` when idempotency is not set up in this process: those endpoints answer 503. */
   readonly idempotency?: AdminIdempotency | undefined;
+  /**
+   * The outbox's inspector (`Manager.outboxInspector`). Needed with `outbox.storage_type: redis`; without it the
+   * outbox endpoints read the Postgres outbox.
+   */
+  readonly outboxInspector?: OutboxInspector | undefined;
   /** Publish every due event now; the summary is returned to the caller as JSON. */
   publishOutboxEvents(): Promise<object>;
 }
@@ -40,6 +51,8 @@ export interface AdminOptions {
   token?: string | undefined;
   /** Require the token for reads (`GET` under `/api`, and `/metrics`) too. @defaultValue `admin.protect_reads` */
   protectReads?: boolean | undefined;
+  /** Refuse every mutating endpoint with 403 `EO_ADMIN_READ_ONLY`. @defaultValue `admin.read_only` */
+  readOnly?: boolean | undefined;
   /** Largest request body in bytes; larger gets 413. @defaultValue `admin.body_limit` */
   bodyLimit?: number | undefined;
   /**
@@ -51,7 +64,7 @@ export interface AdminOptions {
    * Pool for the API's outbox reads (`GET /outbox`). Give it a small pool of its own with a `statement_timeout`, so
    * operators' reads never wait for, or hold, the connections publishing needs. @defaultValue `manager.pool`
    */
-  readPool?: Queryable | undefined;
+  readPool?: SqlExecutor | undefined;
   /** The relay this process runs: `/readyz` is 503 while it cannot publish (its circuit breaker is open). */
   relay?: HealthSource | undefined;
   /** Runs cleanup for `POST /cleanup`. @defaultValue `runCleanup` in this process */

@@ -1,4 +1,6 @@
 import {
+  AdminForeignOriginError,
+  AdminReadOnlyError,
   AdminUnauthorizedError,
   CircuitOpenError,
   ExactlyOnceError,
@@ -9,6 +11,7 @@ import {
   IdempotencyStorageError,
   InvalidParameterError,
   NotMigratedError,
+  OutboxEventNotFoundError,
   PgErrorCode,
   PublishUnavailableError,
   ServiceUnreachableError,
@@ -57,7 +60,12 @@ export function toHttpError(err: unknown, fieldNames: Record<string, string> = S
     return fail(400, err.code, err.message.replace(`${err.field}:`, `${field}:`), field);
   }
   if (err instanceof AdminUnauthorizedError) return fail(401, err.code, err.message);
-  if (err instanceof IdempotencyKeyNotFoundError) return fail(404, err.code, err.message);
+  if (err instanceof AdminReadOnlyError || err instanceof AdminForeignOriginError) {
+    return fail(403, err.code, err.message);
+  }
+  if (err instanceof IdempotencyKeyNotFoundError || err instanceof OutboxEventNotFoundError) {
+    return fail(404, err.code, err.message);
+  }
   if (err instanceof IdempotencyKeyExistsError) return fail(409, err.code, err.message);
   if (err instanceof FeatureDisabledError) return fail(503, err.code, err.message);
   if (err instanceof NotMigratedError) return fail(503, err.code, err.message);

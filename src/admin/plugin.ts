@@ -1,10 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
+import { AdminReadOnlyError } from '../errors.js';
 import { runCleanup } from '../maintenance/run-cleanup.js';
-import { bearerCheck } from './auth.js';
+import { bearerCheck, sameOriginCheck } from './auth.js';
 import type { AdminOptions } from './backend.js';
 import { HttpErrorCode, toHttpError } from './http-errors.js';
+import { RateRecorder } from './rate-recorder.js';
 import { checkReadiness } from './readiness.js';
 import type { Access, AdminContext, AdminRoute } from './route.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { idempotencyRoutes } from './routes/idempotency.js';
 import { operationRoutes, probeRoutes } from './routes/operations.js';
 import { outboxRoutes } from './routes/outbox.js';
@@ -13,7 +16,7 @@ import { outboxRoutes } from './routes/outbox.js';
 const ALL_METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
 
 /**
- * The admin API as a fastify plugin: the reference document's `/api/v1/exactly-once/*` endpoints, outbox inspection
+ * The admin API as a fastify plugin: the reference document's (docs/reference-api.md) `/api/v1/exactly-once/*` endpoints, outbox inspection
  * and replay, and (unless `probes: false`) `/healthz`, `/readyz` and `/metrics`. Errors are JSON
  * `{ "error": { "code", "message" } }`; the plugin's error handler, body parser and auth apply to its own routes
  * only, so mounting it leaves the host app's behaviour alone.
@@ -26,8 +29,13 @@ const ALL_METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PAT
 export async function exactlyOnceAdmin(app: FastifyInstance, options: AdminOptions): Promise<void> {
   const { manager } = options;
   const cfg = manager.config.admin;
-  const check = bearerCheck(options.token ?? cfg.token);
+  const token = options.token ?? cfg.token;
+  const check = bearerCheck(token);
   const protectReads = options.protectReads ?? cfg.protectReads;
+  const readOnly = options.readOnly ?? cfg.readOnly;
+  const rates = options.metrics ? new RateRecorder(options.metrics) : undefined;
+  rates?.start();
+  app.addHook('onClose', async () => rates?.stop());
   const bodyLimit = options.bodyLimit ?? cfg.bodyLimit;
   const ctx: AdminContext = {
     manager,
@@ -42,6 +50,9 @@ export async function exactlyOnceAdmin(app: FastifyInstance, options: AdminOptio
     readPool: options.readPool ?? manager.pool,
     // On the manager's pool, not the read pool: slow operator reads must never make a relay look down.
     readiness: () => checkReadiness(manager, options.relay),
+    readOnly,
+    auth: { writes: token !== undefined, reads: token !== undefined && protectReads },
+    rates,
   };
 
   // Our own JSON parser: an empty body is "no body" (curl -X POST -H 'Content-Type: application/json' url), and a
@@ -69,13 +80,19 @@ export async function exactlyOnceAdmin(app: FastifyInstance, options: AdminOptio
     return reply.status(status).send(body);
   });
 
+  // Writes: a foreign page first (CSRF), then the token, then read-only mode, all before the body is read. A body
+  // that is not JSON never acts: other types get 415 from fastify, text/plain parses to a string every handler
+  // refuses with 400.
   const authorize = (access: Access) => async (request: FastifyRequest) => {
+    if (access === 'write') sameOriginCheck(request.headers, request.protocol);
     if (access === 'write' || (access === 'read' && protectReads)) check(request.headers.authorization);
+    if (access === 'write' && readOnly) throw new AdminReadOnlyError();
   };
 
   const routes: AdminRoute[] = [
     ...idempotencyRoutes(ctx),
     ...outboxRoutes(ctx),
+    ...dashboardRoutes(ctx),
     ...operationRoutes(ctx),
     ...(options.probes === false ? [] : probeRoutes(ctx)),
   ];

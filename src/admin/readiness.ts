@@ -1,4 +1,6 @@
+import { postgresUses } from '../config/postgres-use.js';
 import type { RelayHealth } from '../outbox/circuit-breaker.js';
+import { withTimeout } from '../timeout.js';
 import type { AdminBackend } from './backend.js';
 
 export type { RelayHealth };
@@ -7,6 +9,8 @@ export interface DependencyCheck {
   ok: boolean;
   latency_ms: number;
   error?: string;
+  /** `false`: not probed, because nothing of this config is kept there (Postgres with the outbox in Redis). */
+  used?: false;
 }
 
 /** Anything that reports a relay's health; a `Relay` does. */
@@ -37,18 +41,22 @@ export const READINESS_KEY = 'exactly-once:readyz';
  * Can this process do its work: does Postgres answer `SELECT 1`, does Redis accept a write (a tiny `SET` with a 10 s
  * TTL on a key of ours: PING succeeds on a Redis that refuses every write at `maxmemory` with `noeviction`), each
  * within 2 s, and, when a relay is given, is it able to publish (its circuit breaker not open). Every check runs at
- * once. The error text is the driver's message class only (no connection string).
+ * once. The error text is the driver's message class only (no connection string). Postgres is not probed when the
+ * config keeps nothing there (`postgresUses`): the check says `used: false` and counts as ok.
  *
  * @example const { ready, checks } = await checkReadiness(manager, relay);
  */
 export async function checkReadiness(
-  backend: Pick<AdminBackend, 'pool' | 'redis'>,
+  backend: Pick<AdminBackend, 'pool' | 'redis'> & { config?: AdminBackend['config'] },
   relay?: HealthSource,
 ): Promise<Readiness> {
+  const usesPostgres = !backend.config || postgresUses(backend.config).length > 0;
   const [postgres, redis] = await Promise.all([
-    probe(async () => {
-      await backend.pool.query('SELECT 1');
-    }),
+    usesPostgres
+      ? probe(async () => {
+          await backend.pool.query('SELECT 1');
+        })
+      : ({ ok: true, latency_ms: 0, used: false } as const),
     probe(async () => {
       await backend.redis.set(READINESS_KEY, String(Date.now()), 'PX', 10_000);
     }),
@@ -72,22 +80,11 @@ function relayCheck(h: RelayHealth): RelayCheck {
 
 async function probe(check: () => Promise<void>): Promise<DependencyCheck> {
   const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      check(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer within ${READINESS_TIMEOUT_MS} ms`)),
-          READINESS_TIMEOUT_MS,
-        );
-      }),
-    ]);
+    await withTimeout(check(), READINESS_TIMEOUT_MS, () => new Error(`no answer within ${READINESS_TIMEOUT_MS} ms`));
     return { ok: true, latency_ms: elapsed(started) };
   } catch (err) {
     return { ok: false, latency_ms: elapsed(started), error: describe(err) };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

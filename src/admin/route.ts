@@ -1,9 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { SqlExecutor } from '../db/executor.js';
 import { FeatureDisabledError, InvalidParameterError } from '../errors.js';
 import type { CleanupReport } from '../maintenance/run-cleanup.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Queryable } from '../outbox/inspect.js';
+import { type OutboxInspector, postgresOutboxInspector } from '../outbox/inspector.js';
 import type { AdminBackend, AdminIdempotency } from './backend.js';
+import type { RateRecorder } from './rate-recorder.js';
 import type { Readiness } from './readiness.js';
 
 /** `write`: needs the token when one is set. `read`: needs it with `protect_reads`. `open`: never (probes). */
@@ -23,9 +25,15 @@ export interface AdminContext {
   metrics: Metrics | undefined;
   cleanup(type: 'idempotency' | 'outbox' | 'all'): Promise<CleanupReport>;
   /** Pool for the API's outbox reads: its own small one in the relay, so reads never wait for publishing or slow it. */
-  readPool: Queryable;
+  readPool: SqlExecutor;
   /** Postgres, Redis (a write) and, in a relay process, the relay's ability to publish. */
   readiness(): Promise<Readiness>;
+  /** `admin.read_only`: every write endpoint answers 403 (the plugin enforces it; `/overview` reports it). */
+  readOnly: boolean;
+  /** Whether a token is required for writes, and for reads. */
+  auth: { writes: boolean; reads: boolean };
+  /** Retries and deaths per minute of this process's relay; absent without metrics. */
+  rates: RateRecorder | undefined;
 }
 
 export const API_PREFIX = '/api/v1/exactly-once';
@@ -35,6 +43,16 @@ export function requireIdempotency(ctx: AdminContext): AdminIdempotency {
   const service = ctx.manager.idempotency;
   if (!ctx.manager.config.idempotency.enabled || !service) throw new FeatureDisabledError('idempotency');
   return service;
+}
+
+/**
+ * What the outbox endpoints read and replay through: the manager's inspector when its outbox is in Redis
+ * (`outbox.storage_type: redis`), else the Postgres outbox with reads on `readPool`.
+ */
+export function outboxInspector(ctx: AdminContext): OutboxInspector {
+  const own = ctx.manager.outboxInspector;
+  if (own && own.storage !== 'database') return own;
+  return postgresOutboxInspector({ read: ctx.readPool, write: ctx.manager.pool });
 }
 
 export function requireOutbox(ctx: AdminContext): void {

@@ -1,8 +1,9 @@
 import type { DedupStats, IdempotencyRecord } from '../idempotency/index.js';
+import type { FailedGroup, HeldAggregate, OverviewBacklog } from '../outbox/insights.js';
 import type { OutboxBacklog } from '../outbox/inspect.js';
 import type { OutboxEvent } from '../outbox/types.js';
 
-// The reference document's JSON is snake_case; the library's objects are camelCase. These are the only places that
+// The reference document's (docs/reference-api.md) JSON is snake_case; the library's objects are camelCase. These are the only places that
 // translate, field by field, so user data (payloads, stored values) is never renamed.
 
 /** The document's `GET /stats` response. */
@@ -58,6 +59,43 @@ export function backlogJson(backlog: OutboxBacklog) {
     pending: backlog.pending,
     failed: backlog.failed,
     oldest_pending_age_seconds: backlog.oldestPendingAgeSeconds,
+  };
+}
+
+export function overviewBacklogJson(b: OverviewBacklog) {
+  return {
+    pending: b.pending,
+    due: b.due,
+    retrying: b.retrying,
+    failed: b.failed,
+    oldest_pending_age_seconds: b.oldestPendingAgeSeconds,
+  };
+}
+
+export function heldAggregateJson(h: HeldAggregate) {
+  return {
+    aggregate_type: h.aggregateType,
+    aggregate_id: h.aggregateId,
+    waiting: h.waiting,
+    blocking: {
+      id: h.blocking.id,
+      seq: h.blocking.seq,
+      status: h.blocking.status,
+      event_type: h.blocking.eventType,
+      retry_count: h.blocking.retryCount,
+      last_error: h.blocking.lastError,
+      next_attempt_at: h.blocking.nextAttemptAt.toISOString(),
+    },
+  };
+}
+
+export function failedGroupJson(g: FailedGroup) {
+  return {
+    error: g.error,
+    count: g.count,
+    first_at: g.firstAt.toISOString(),
+    last_at: g.lastAt.toISOString(),
+    sample_ids: g.sampleIds,
   };
 }
 

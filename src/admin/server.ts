@@ -5,6 +5,7 @@ import { type Logger, silentLogger } from '../logger.js';
 import type { AdminOptions } from './backend.js';
 import { HttpErrorCode } from './http-errors.js';
 import { exactlyOnceAdmin } from './plugin.js';
+import { exactlyOnceUi } from './ui-plugin.js';
 
 export interface AdminServerOptions extends AdminOptions {
   /** `admin.host` / `admin.port` / `admin.token` come from here. @defaultValue `manager.config` */
@@ -14,6 +15,8 @@ export interface AdminServerOptions extends AdminOptions {
   /** Overrides `admin.port`; 0 picks a free port. */
   port?: number | undefined;
   logger?: Logger | undefined;
+  /** Serve the operator dashboard at `/` (assets under `/ui/`). @defaultValue true */
+  ui?: boolean | undefined;
 }
 
 export interface AdminServerHandle {
@@ -66,6 +69,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }),
   );
   await app.register(exactlyOnceAdmin, { ...options, config: undefined, token } as AdminOptions);
+  if (options.ui !== false) await app.register(exactlyOnceUi);
   await app.listen({ host, port });
 
   const address = app.server.address() as AddressInfo;

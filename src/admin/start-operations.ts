@@ -1,7 +1,7 @@
+import type { SqlExecutor } from '../db/executor.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type MaintenanceHandle, type MaintenanceOptions, startMaintenance } from '../maintenance/scheduler.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Queryable } from '../outbox/inspect.js';
 import type { AdminBackend } from './backend.js';
 import type { HealthSource } from './readiness.js';
 import { type AdminServerHandle, startAdminServer } from './server.js';
@@ -18,7 +18,7 @@ export interface OperationsOptions {
   /** The relay this process runs; `/readyz` reports its ability to publish. */
   relay?: HealthSource | undefined;
   /** Pool for the admin API's reads and the backlog gauges (see `AdminOptions.readPool`). @defaultValue `manager.pool` */
-  readPool?: Queryable | undefined;
+  readPool?: SqlExecutor | undefined;
   /**
    * Schedule cleanup once per cluster (`false` to leave it to another process), or options for it.
    * @defaultValue true

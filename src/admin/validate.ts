@@ -9,6 +9,8 @@ export const MAX_TTL_MS = 366 * 24 * 3_600_000;
 
 type Source = 'query' | 'body';
 
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/i;
+
 /**
  * Reads and checks the fields of one query string or JSON body. Every failure is an `InvalidParameterError` naming
  * the field as the client spelled it; unknown fields are refused too, so a typo (`tenant_id=` on a query) is an
@@ -101,6 +103,20 @@ export class Fields {
     const n = Number(text);
     if (n < min || n > max) throw new InvalidParameterError(name, `must be an integer from ${min} to ${max}`);
     return n;
+  }
+
+  /**
+   * An ISO-8601 time with a zone (`2026-05-01T12:00:00Z`, `...+02:00`) or a date (`2026-05-01`, midnight UTC), or
+   * `undefined` when absent. A time without a zone is refused: whose local time would it be?
+   */
+  optionalTime(name: string): Date | undefined {
+    const value = this.optionalString(name);
+    if (value === undefined) return undefined;
+    const date = ISO_TIME.test(value) ? new Date(value) : undefined;
+    if (!date || Number.isNaN(date.getTime())) {
+      throw new InvalidParameterError(name, 'must be an ISO-8601 time with a zone, e.g. 2026-05-01T12:00:00Z');
+    }
+    return date;
   }
 
   /** A duration such as `24h` or `90s`, in milliseconds, in (0, max]. */

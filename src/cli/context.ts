@@ -8,8 +8,6 @@ export function cliContext(
   options: { logLevel?: string } = {},
 ): { config: Config; logger: Logger } {
   const file = typeof flags.config === 'string' ? flags.config : undefined;
-  // Migrations resolve config themselves (e.g. the idempotency table name): let them see the same file.
-  if (file) process.env.EXACTLY_ONCE_CONFIG = file;
   const config = loadConfig(file);
   const level = process.env.LOG_LEVEL ?? options.logLevel;
   return { config, logger: createLogger(level ? { level } : {}) };

@@ -1,9 +1,9 @@
 import pg from 'pg';
 import { formatDuration } from '../config/duration.js';
+import type { SqlExecutor } from '../db/executor.js';
 import { errorText, postgresTarget } from '../db/pool.js';
 import { ConfigError, ServiceUnreachableError, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Queryable } from '../outbox/inspect.js';
 import { isCluster, type RedisClient, redisTarget } from '../redis.js';
 import { checkRedisPersistence } from '../redis-persistence.js';
 
@@ -146,7 +146,7 @@ export interface ConnectionNeeds {
  * not what is free right now. Superusers are exempt from the database and role limits, as Postgres exempts them.
  */
 export async function checkConnectionBudget(
-  pool: Queryable,
+  pool: SqlExecutor,
   needs: ConnectionNeeds,
   concurrency: number,
   logger: Logger,

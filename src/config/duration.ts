@@ -9,7 +9,7 @@ const UNIT_MS: Record<string, number> = {
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
 
 /**
- * Parse a duration in the reference document's Go-like form into milliseconds.
+ * Parse a duration in the reference document's (docs/reference-api.md) Go-like form into milliseconds.
  * Accepts `500ms`, `5s`, `30m`, `24h`, `168h`, compounds like `1h30m`, and `0`.
  * Returns `undefined` for anything else, so the caller can name the offending key.
  *

@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { hashTag, keySlot } from '../publishers/hash-tag.js';
 import { bearerTokenProblem } from './admin-token.js';
 import { formatDuration } from './duration.js';
-import { exactlyOnceSchema, type RawConfig } from './schema.js';
+import { exactlyOnceSchema, PG_BOSS_QUEUE_NAME, type RawConfig } from './schema.js';
 
 type Camel<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
 type CamelDeep<T> = T extends readonly unknown[]
@@ -39,7 +40,7 @@ export function defaultConfig(): Config {
 
 /**
  * Resolve config once: defaults, then the YAML file (`path`, else `EXACTLY_ONCE_CONFIG`), then the environment
- * (`DATABASE_URL`, `REDIS_URL`, `REDIS_CLUSTER_NODES`, `ADMIN_TOKEN`), then `overrides`. Validates everything and returns a frozen object.
+ * (`DATABASE_URL`, `REDIS_URL`, `REDIS_CLUSTER_NODES`, `ADMIN_TOKEN`, `ADMIN_READ_ONLY`), then `overrides`. Validates everything and returns a frozen object.
  * Throws `ConfigError` naming the key path and the file.
  *
  * The file may hold the full tree (`exactly_once: {...}`) or a fragment of it (`outbox: {...}`), as the reference
@@ -112,6 +113,12 @@ function applyEnv(tree: Record<string, unknown>, env: Record<string, string | un
     if (problem) throw new ConfigError('ADMIN_TOKEN', problem);
     deepMerge(tree, { admin: { token: env.ADMIN_TOKEN } });
   }
+  // Only the two words: `ADMIN_READ_ONLY=yes` silently read as false would leave writes open.
+  if (env.ADMIN_READ_ONLY !== undefined) {
+    const value = env.ADMIN_READ_ONLY.trim().toLowerCase();
+    if (value !== 'true' && value !== 'false') throw new ConfigError('ADMIN_READ_ONLY', 'must be "true" or "false"');
+    deepMerge(tree, { admin: { read_only: value === 'true' } });
+  }
 }
 
 function resolve(tree: Record<string, unknown>, file: string | undefined): Config {
@@ -119,17 +126,12 @@ function resolve(tree: Record<string, unknown>, file: string | undefined): Confi
   if (!parsed.success) throw toConfigError(parsed.error, file);
   const raw = parsed.data;
   honourIdempotencyBatchSize(raw, tree, file);
-  if (raw.outbox.enabled && raw.outbox.storage_type === 'redis') {
-    throw new ConfigError(
-      'exactly_once.outbox.storage_type',
-      '"redis" cannot share a transaction with your business rows; an enabled outbox must use "database"',
-      file,
-    );
-  }
+  if (raw.outbox.enabled && raw.outbox.storage_type === 'redis') checkRedisOutbox(raw, file);
   if (raw.outbox.retry_backoff.max_delay < raw.outbox.retry_backoff.initial_delay) {
     throw new ConfigError('exactly_once.outbox.retry_backoff.max_delay', 'must be >= initial_delay', file);
   }
   checkAgreement(raw, file);
+  if (raw.outbox.publisher === 'pg-boss') checkPgBoss(raw, file);
   checkCluster(raw, tree, file);
   return deepFreeze(camelize(raw)) as Config;
 }
@@ -159,6 +161,26 @@ function checkAgreement(raw: RawConfig, file: string | undefined): void {
       'exactly_once.outbox.dedup_window',
       `must be longer than outbox.claim_timeout (${d(o.claim_timeout)}; got ${d(o.dedup_window)}): ` +
         'events a hung relay had pushed are claimed again after claim_timeout, and an expired marker lets them be pushed twice',
+      file,
+    );
+  }
+}
+
+/**
+ * The pg-boss publisher's queue names are pg-boss names: a pattern that yields a name pg-boss refuses would fail every
+ * event at run time, so it is refused here, naming the key that supplied it.
+ */
+function checkPgBoss(raw: RawConfig, file: string | undefined): void {
+  const o = raw.outbox;
+  const pattern = o.pg_boss.queue ?? o.queue_pattern;
+  const key = o.pg_boss.queue === undefined ? 'queue_pattern' : 'pg_boss.queue';
+  for (const priority of ['high', 'low']) {
+    const name = pattern.replaceAll('{priority}', priority);
+    if (PG_BOSS_QUEUE_NAME.test(name)) continue;
+    throw new ConfigError(
+      `exactly_once.outbox.${key}`,
+      `gives the pg-boss queue name ${JSON.stringify(name)}, which pg-boss refuses (letters, digits, _ - . / only)` +
+        (key === 'queue_pattern' ? '; set outbox.pg_boss.queue, e.g. "jobqueue.{priority}_priority"' : ''),
       file,
     );
   }
@@ -198,7 +220,46 @@ function checkCluster(raw: RawConfig, tree: Record<string, unknown>, file: strin
 }
 
 /**
- * The reference document tunes cleanup with `idempotency.batch_size`, while the Postgres store reads
+ * What the Redis outbox cannot do (src/outbox/redis/): the relay moves an event and marks it in one Lua script, so the
+ * destination must sit where that script runs. One server: always. A cluster: the destination lists must hash to the
+ * outbox keys' slot, or the move could not be atomic; refused here rather than failing every event at run time.
+ */
+function checkRedisOutbox(raw: RawConfig, file: string | undefined): void {
+  const o = raw.outbox;
+  if (o.publisher !== 'list') {
+    throw new ConfigError(
+      'exactly_once.outbox.publisher',
+      `"${o.publisher}" is not available with outbox.storage_type: redis yet; use "list"`,
+      file,
+    );
+  }
+  if (!raw.redis.cluster) return;
+  const prefix = o.redis.key_prefix;
+  const tag = hashTag(`${prefix}due`);
+  if (tag === `${prefix}due`) {
+    throw new ConfigError(
+      'exactly_once.outbox.redis.key_prefix',
+      `needs a hash tag on a Redis Cluster (e.g. "eo:{jobqueue}:"), so every outbox key sits in one slot; got ${JSON.stringify(prefix)}`,
+      file,
+    );
+  }
+  const slot = keySlot(`${prefix}due`);
+  for (const priority of ['high', 'low']) {
+    const list = o.queue_pattern.replaceAll('{priority}', priority);
+    if (keySlot(list) !== slot) {
+      throw new ConfigError(
+        'exactly_once.outbox.queue_pattern',
+        `list ${JSON.stringify(list)} is in cluster slot ${keySlot(list)}, the outbox keys (${JSON.stringify(prefix)}) in ` +
+          `slot ${slot}: the relay moves an event and marks it in one script, which needs both in one slot. Give both ` +
+          'the same hash tag, e.g. queue_pattern "{jobqueue}:{priority}_priority" with key_prefix "eo:{jobqueue}:"',
+        file,
+      );
+    }
+  }
+}
+
+/**
+ * The reference document (docs/reference-api.md) tunes cleanup with `idempotency.batch_size`, while the Postgres store reads
  * `storage.database.batch_size`. Given alone, the general key sets the specific one; both given and different is
  * refused, since one of them would be silently ignored.
  */

@@ -3,7 +3,7 @@ import { bearerTokenProblem } from './admin-token.js';
 import { formatDuration, parseDuration } from './duration.js';
 
 /**
- * The YAML schema of the reference document's `exactly_once:` tree, plus the settings this implementation
+ * The YAML schema of the reference document's (docs/reference-api.md) `exactly_once:` tree, plus the settings this implementation
  * needs (marked "added"). Every default lives here, next to the key it belongs to. Durations are parsed
  * into milliseconds; keys are renamed to camelCase by `toConfig` in load-config.ts.
  */
@@ -77,7 +77,10 @@ const memoryStorage = z.strictObject({
 });
 
 const databaseStorage = z.strictObject({
-  /** @defaultValue "idempotency_keys" */
+  /**
+   * `exactly-once migrate` creates `idempotency_keys` only (migrations read no config); another name is a table you
+   * create, with `<name>_stats`, from the DDL in docs/operations.md. @defaultValue "idempotency_keys"
+   */
   table_name: z
     .string()
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier (letters, digits, _)')
@@ -167,11 +170,80 @@ const circuitBreaker = z.strictObject({
   }),
 });
 
+/** The names pg-boss accepts for a queue (its `assertQueueName`); `{priority}` is filled in before the check. */
+export const PG_BOSS_QUEUE_NAME = /^[\w.\-/]+$/;
+
+/** Added: settings of the `pg-boss` publisher (src/publishers/pg-boss.ts). */
+const pgBoss = z.strictObject({
+  /**
+   * pg-boss queue an event goes to unless it names its own `queue`; `{priority}` becomes `high` or `low`. pg-boss
+   * accepts letters, digits and `_ - . /` only, so the list publisher's `jobqueue:...` names do not fit.
+   * @defaultValue unset (`outbox.queue_pattern`, which must then be a valid pg-boss name)
+   */
+  queue: z.string().min(1).optional(),
+  /** Postgres schema pg-boss lives in (installed or migrated by the relay's first publish). @defaultValue "pgboss" */
+  schema: z
+    .string()
+    .regex(
+      /^[a-z_][a-z0-9_]{0,49}$/,
+      'must be a lower-case SQL identifier of at most 50 characters (letters, digits, _)',
+    )
+    .default('pgboss'),
+  /**
+   * `true`: the relay creates a missing queue with `queue_options`. `false`: an event for a missing queue fails (retried
+   * with backoff, then `failed`, replayable once the queue exists) and the rest of its batch goes out. @defaultValue false
+   */
+  create_queues: z.boolean().default(false),
+  /** pg-boss options of the queues the relay creates (`create_queues: true`); existing queues keep their own. */
+  queue_options: z
+    .strictObject({
+      /**
+       * `standard`, or `key_strict_fifo`: pg-boss runs one job per aggregate at a time, in order (the relay sets each
+       * job's singletonKey to `<aggregate_type>:<aggregate_id>`). @defaultValue "standard"
+       */
+      policy: z.enum(['standard', 'key_strict_fifo']).default('standard'),
+      /** pg-boss `retryLimit`: failed attempts retried before a job is failed (or dead-lettered). @defaultValue 2 */
+      retry_limit: z.int().min(0).max(1_000_000).default(2),
+      /** pg-boss `retryDelay`, rounded up to whole seconds. @defaultValue 0s */
+      retry_delay: duration('0s', { zeroAllowed: true }),
+      /** pg-boss `retryBackoff`: exponential backoff from `retry_delay`. @defaultValue false */
+      retry_backoff: z.boolean().default(false),
+      /** pg-boss `expireInSeconds`: an active job older than this is retried. At least 1s. @defaultValue 15m */
+      expire_in: duration('15m', {
+        min: { ms: 1000, why: 'pg-boss counts it in whole seconds, and at least one' },
+      }),
+      /** pg-boss `deadLetter`: queue that receives a job's copy once its retries are spent. @defaultValue unset */
+      dead_letter: z
+        .string()
+        .regex(PG_BOSS_QUEUE_NAME, 'must be a pg-boss queue name (letters, digits, _ - . / only)')
+        .optional(),
+    })
+    .prefault({}),
+});
+
 const outbox = z.strictObject({
   /** This project is a database-backed relay, so the outbox is on by default. @defaultValue true */
   enabled: z.boolean().default(true),
-  /** Where outbox rows live. Only `database` can share your transaction. @defaultValue "database" */
+  /**
+   * Where outbox events live. `database`: a Postgres table, written in your Kysely/pg transaction. `redis`: keys under
+   * `outbox.redis.key_prefix`, written in your ioredis `multi()` (see README "The outbox in Redis"). @defaultValue "database"
+   */
   storage_type: z.enum(['redis', 'database']).default('database'),
+  /** Added: settings of the Redis outbox (`storage_type: redis`). */
+  redis: z
+    .strictObject({
+      /**
+       * Prefix of every outbox key. Keep one hash tag in it (`{...}`): every key then sits in one slot, as the relay's
+       * scripts need on a Redis Cluster, where the destination lists must hash to the same slot.
+       * @defaultValue "eo:{outbox}:"
+       */
+      key_prefix: z
+        .string()
+        .min(1)
+        .refine((p) => !p.includes('\u0000'), 'must not contain the NUL character')
+        .default('eo:{outbox}:'),
+    })
+    .prefault({}),
   /** Fallback poll when no NOTIFY arrives. @defaultValue 5s */
   poll_interval: duration('5s', {
     min: {
@@ -222,9 +294,13 @@ const outbox = z.strictObject({
    * Added: what the relay pushes to. `list`: LPUSH one go-redis-work-queue job JSON per event onto a list. `stream`:
    * XADD one entry per event, the job's fields as entry fields, onto a Redis Stream (consumer groups, XACK, replay).
    * Either way the key comes from `queue_pattern` or the event's `queue`, and the dedup marker and the push are one
-   * script (exactly once within `dedup_window`). @defaultValue "list"
+   * script (exactly once within `dedup_window`); with `list` or `stream`, an event's `destination` header (`list` or
+   * `stream`) picks the other kind for that event. `pg-boss`: one pg-boss job per event, inserted in the relay's own
+   * transaction that marks the event published (exactly once without markers; see `pg_boss`). @defaultValue "list"
    */
-  publisher: z.enum(['list', 'stream']).default('list'),
+  publisher: z.enum(['list', 'stream', 'pg-boss']).default('list'),
+  /** Added: settings of the `pg-boss` publisher. */
+  pg_boss: pgBoss.prefault({}),
   /** Added: settings of the `stream` publisher. */
   stream: z
     .strictObject({
@@ -304,6 +380,11 @@ const admin = z.strictObject({
   protect_reads: z.boolean().default(false),
   /** Added: largest accepted request body in bytes. @defaultValue 1048576 */
   body_limit: positiveInt(1_048_576),
+  /**
+   * Added: refuse every mutating admin endpoint (403 `EO_ADMIN_READ_ONLY`), whatever the token; the dashboard hides its
+   * actions (env `ADMIN_READ_ONLY=true|false`). @defaultValue false
+   */
+  read_only: z.boolean().default(false),
 });
 
 /**

@@ -1,9 +1,14 @@
 import { CompiledQuery } from 'kysely';
 import { UnsupportedExecutorError } from '../errors.js';
 
-/** The one thing the writer needs from a caller's transaction: run a parameterised statement. */
+/**
+ * Anything that runs a parameterised statement: a pg `Pool`, `Client` or `PoolClient` as they are (the signature is
+ * pg's own, so they fit structurally), or a caller's Kysely transaction adapted by `toExecutor`. The writer, the
+ * stores, the inspection queries and the maintenance schedule all take this one type.
+ */
 export interface SqlExecutor {
-  query<R extends Record<string, unknown>>(text: string, params: readonly unknown[]): Promise<{ rows: R[] }>;
+  // biome-ignore lint/suspicious/noExplicitAny: pg's own default, so untyped rows stay as easy to read as with pg
+  query<R extends Record<string, unknown> = any>(text: string, params?: readonly unknown[]): Promise<{ rows: R[] }>;
 }
 
 /** A Kysely instance or transaction, structurally (so we do not depend on the caller's Kysely copy). */
@@ -21,7 +26,7 @@ interface PgLike {
  * client the statement runs on the caller's own connection, inside whatever transaction it has open; see
  * `autocommitHandle` for the handles that do not.
  *
- * @example await storeInOutbox(fromKysely(trx), event) // same as storeInOutbox(trx, event)
+ * @example const exec = toExecutor(trx); await exec.query('SELECT 1', []);
  */
 export function toExecutor(trx: unknown): SqlExecutor {
   if (isKysely(trx)) return fromKysely(trx);
@@ -31,7 +36,7 @@ export function toExecutor(trx: unknown): SqlExecutor {
 
 export function fromKysely(trx: KyselyLike): SqlExecutor {
   const executor: SqlExecutor = {
-    async query<R>(text: string, params: readonly unknown[]) {
+    async query<R>(text: string, params: readonly unknown[] = []) {
       const result = await trx.executeQuery(CompiledQuery.raw(text, [...params]));
       return { rows: result.rows as R[] };
     },
@@ -42,7 +47,7 @@ export function fromKysely(trx: KyselyLike): SqlExecutor {
 
 export function fromPg(client: PgLike): SqlExecutor {
   const executor: SqlExecutor = {
-    async query<R>(text: string, params: readonly unknown[]) {
+    async query<R>(text: string, params: readonly unknown[] = []) {
       const result = await client.query(text, [...params]);
       return { rows: result.rows as R[] };
     },

@@ -7,6 +7,7 @@ import { DatabaseStore } from './database-store.js';
 import { HOT_CACHE_TIMEOUT_MS, HotCacheStore } from './hot-cache-store.js';
 import { MemoryStore } from './memory-store.js';
 import { RedisStore } from './redis-store.js';
+import type { TransactionalStore } from './transactional.js';
 import type { IdempotencyStore } from './types.js';
 
 export interface StoreDeps {
@@ -16,8 +17,21 @@ export interface StoreDeps {
   onCacheError(queueName: string, operation: string, err: unknown): void;
 }
 
-export interface CreatedStore {
+/** What `processInTransaction` reads and fills itself: its transaction bypasses the store's own `complete()`. */
+export type CompletedCache = Pick<HotCacheStore, 'lookup' | 'remember' | 'rememberJson'>;
+
+/**
+ * What the idempotency service needs, so that it never asks which class a store is: the store, and what this
+ * storage can do beyond the `IdempotencyStore` interface.
+ */
+export interface StoreCapabilities {
   store: IdempotencyStore;
+  /** Postgres under the store: present when `processInTransaction` can run (`storage.type: database`). */
+  transactional?: TransactionalStore;
+  /** The Redis copy of completed keys in front of Postgres (`storage.database.hot_cache`). */
+  cache?: CompletedCache;
+  /** Records `cleanup()` removes per statement or script call (`storage.database.batch_size` for Postgres). */
+  cleanupBatchSize: number;
   /** Closes the connections this function opened (never the caller's). */
   dispose(): Promise<void>;
 }
@@ -30,7 +44,7 @@ export interface CreatedStore {
  *
  * @example const { store, dispose } = createIdempotencyStore(loadConfig(), { logger, onCacheError: () => {} });
  */
-export function createIdempotencyStore(config: Config, deps: StoreDeps): CreatedStore {
+export function createIdempotencyStore(config: Config, deps: StoreDeps): StoreCapabilities {
   const cfg = config.idempotency;
   const owned: Array<() => Promise<unknown>> = [];
   const redis = (cacheOnly: boolean): RedisClient => {
@@ -47,6 +61,8 @@ export function createIdempotencyStore(config: Config, deps: StoreDeps): Created
   };
 
   let store: IdempotencyStore;
+  let extra: Pick<StoreCapabilities, 'transactional' | 'cache'> = {};
+  let cleanupBatchSize = cfg.batchSize;
   switch (cfg.storage.type) {
     case 'memory':
       store = new MemoryStore({
@@ -77,7 +93,7 @@ export function createIdempotencyStore(config: Config, deps: StoreDeps): Created
         pool = created;
       }
       const db = new DatabaseStore(pool, cfg.storage.database.tableName);
-      store = cfg.storage.database.hotCache
+      const cache = cfg.storage.database.hotCache
         ? new HotCacheStore(db, redis(true), {
             keyPrefix: cfg.keyPrefix,
             keyPattern: cfg.storage.redis.keyPattern,
@@ -86,12 +102,17 @@ export function createIdempotencyStore(config: Config, deps: StoreDeps): Created
             logger: deps.logger,
             onError: deps.onCacheError,
           })
-        : db;
+        : undefined;
+      store = cache ?? db;
+      extra = cache ? { transactional: db, cache } : { transactional: db };
+      cleanupBatchSize = cfg.storage.database.batchSize;
       break;
     }
   }
   return {
     store,
+    ...extra,
+    cleanupBatchSize,
     async dispose() {
       await store.close();
       await Promise.allSettled(owned.map((close) => close()));

@@ -24,6 +24,8 @@ interface RecordRow extends Record<string, unknown> {
   lease_expires_at: Date | null;
 }
 
+/** The table migrations/0002 creates: `table_name`'s default. */
+const MIGRATED_TABLE = 'idempotency_keys';
 const COLUMNS = 'queue_name, tenant_id, key_id, status, result, fingerprint, created_at, expires_at, lease_expires_at';
 
 /**
@@ -98,7 +100,7 @@ export class DatabaseStore implements IdempotencyStore {
       complete: `
         UPDATE ${t} SET status = 'completed', result = $5::jsonb, claim_token = NULL, lease_expires_at = NULL,
                         expires_at = clock_timestamp() + $6::float8 * interval '1 millisecond'
-        WHERE ${pk} AND claim_token = $4 AND status = 'in_progress' RETURNING 1`,
+        WHERE ${pk} AND claim_token = $4 AND status = 'in_progress' RETURNING fingerprint`,
       release: `DELETE FROM ${t} WHERE ${pk} AND claim_token = $4 AND status = 'in_progress' RETURNING 1`,
       get: `SELECT ${COLUMNS} FROM ${t} WHERE ${pk} AND ${live}`,
       create: `
@@ -149,11 +151,26 @@ export class DatabaseStore implements IdempotencyStore {
     token: string,
     resultJson: string,
     ttlMs: number,
-    _fingerprint: string | null = null,
     exec: SqlExecutor = this.exec,
   ): Promise<boolean> {
-    const { rows } = await this.run(exec, this.sql.complete, [...pkParams(ref), token, toJsonbText(resultJson), ttlMs]);
-    return rows.length > 0;
+    return (await this.completeClaim(ref, token, resultJson, ttlMs, exec)) !== undefined;
+  }
+
+  /** `complete`, answering the fingerprint the key was claimed with (the hot cache keeps a copy); `undefined` when lost. */
+  async completeClaim(
+    ref: KeyRef,
+    token: string,
+    resultJson: string,
+    ttlMs: number,
+    exec: SqlExecutor = this.exec,
+  ): Promise<{ fingerprint: string | null } | undefined> {
+    const { rows } = await this.run<{ fingerprint: string | null }>(exec, this.sql.complete, [
+      ...pkParams(ref),
+      token,
+      toJsonbText(resultJson),
+      ttlMs,
+    ]);
+    return rows[0];
   }
 
   async release(ref: KeyRef, token: string): Promise<boolean> {
@@ -248,6 +265,15 @@ export class DatabaseStore implements IdempotencyStore {
     return this.pool.connect();
   }
 
+  /** Only the default table comes from the migrations (migrations/0002 reads no config); another is the operator's. */
+  private missingHint(): string | undefined {
+    if (this.table === MIGRATED_TABLE) return undefined;
+    return (
+      `\`exactly-once migrate\` creates only "${MIGRATED_TABLE}": create "${this.table}" and "${this.statsTable}" ` +
+      'with the DDL in docs/operations.md ("The idempotency table under another name")'
+    );
+  }
+
   private async run<R extends Record<string, unknown>>(
     exec: SqlExecutor,
     text: string,
@@ -256,7 +282,8 @@ export class DatabaseStore implements IdempotencyStore {
     try {
       return await exec.query<R>(text, params);
     } catch (err) {
-      if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(this.table, { cause: err });
+      if (sqlState(err) === PgErrorCode.undefinedTable)
+        throw new NotMigratedError(this.table, { cause: err, hint: this.missingHint() });
       throw err;
     }
   }

@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import type { IdempotencyKey } from './keys.js';
 
 /**
- * Lifecycle callbacks, the reference document's `ProcessingHook` in TypeScript idiom. `jobId` is the key's id.
+ * Lifecycle callbacks, the reference document's (docs/reference-api.md) `ProcessingHook` in TypeScript idiom. `jobId` is the key's id.
  * Hooks run one after another in registration order and are awaited.
  *
  * As in the reference document, where `BeforeProcessing` returns an error that aborts processing, a

@@ -1,5 +1,6 @@
 import type { Logger } from '../logger.js';
 import type { RedisClient } from '../redis.js';
+import { withTimeout } from '../timeout.js';
 import type { DatabaseStore } from './database-store.js';
 import type { KeyRef } from './keys.js';
 import { decodeRecord, encodePayload, fingerprintHex, redisPart, requirePatternParts } from './redis-codec.js';
@@ -26,8 +27,6 @@ export interface HotCacheOptions {
 
 /** Cache reads give up after this long; a healthy local Redis answers in well under a millisecond. */
 export const HOT_CACHE_TIMEOUT_MS = 100;
-
-const TIMED_OUT = Symbol('timed out');
 
 /**
  * Postgres is the truth; Redis remembers completed keys so that duplicate checks skip the database. Only completed
@@ -64,19 +63,13 @@ export class HotCacheStore implements IdempotencyStore {
     return this.db.renew(ref, token, leaseMs);
   }
 
-  async complete(
-    ref: KeyRef,
-    token: string,
-    resultJson: string,
-    ttlMs: number,
-    fingerprint: string | null,
-  ): Promise<boolean> {
+  async complete(ref: KeyRef, token: string, resultJson: string, ttlMs: number): Promise<boolean> {
     const sentAt = Date.now();
-    const done = await this.db.complete(ref, token, resultJson, ttlMs);
+    const done = await this.db.completeClaim(ref, token, resultJson, ttlMs);
     // Postgres started the TTL somewhere after `sentAt`: the cached copy ends no later than the row, or a cache hit
     // would answer "duplicate" for a key that already expired.
-    if (done) await this.rememberJson(ref, resultJson, ttlMs - (Date.now() - sentAt), fingerprint);
-    return done;
+    if (done) await this.rememberJson(ref, resultJson, ttlMs - (Date.now() - sentAt), done.fingerprint);
+    return done !== undefined;
   }
 
   release(ref: KeyRef, token: string): Promise<boolean> {
@@ -168,23 +161,12 @@ export class HotCacheStore implements IdempotencyStore {
       this.failed(queueName, operation, new Error(`redis client is ${this.redis.status}`));
       return undefined;
     }
-    let timer: NodeJS.Timeout | undefined;
+    const ms = this.options.timeoutMs;
     try {
-      const pending = fn();
-      pending.catch(() => {}); // it may settle after the timeout; nobody is listening then
-      const winner = await Promise.race([
-        pending,
-        new Promise<typeof TIMED_OUT>((resolve) => {
-          timer = setTimeout(() => resolve(TIMED_OUT), this.options.timeoutMs);
-        }),
-      ]);
-      if (winner === TIMED_OUT) throw new Error(`redis did not answer within ${this.options.timeoutMs} ms`);
-      return winner;
+      return await withTimeout(fn(), ms, () => new Error(`redis did not answer within ${ms} ms`));
     } catch (err) {
       this.failed(queueName, operation, err);
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -1,13 +1,10 @@
-export { createIdempotencyStore } from './create-store.js';
-export { DatabaseStore } from './database-store.js';
+// The public face of src/idempotency/ (the `exactly-once/idempotency` entry re-exports it as it is): the service and
+// its types. The stores are not in it: `idempotency.storage` chooses them, through create-store.ts.
 export type { ProcessingHook } from './hooks.js';
-export { HOT_CACHE_TIMEOUT_MS, HotCacheStore } from './hot-cache-store.js';
-export type { IdempotencyKey, KeyRef } from './keys.js';
-export { DEFAULT_KEY_TTL_MS, generateIdempotencyKey, validateKey } from './keys.js';
-export { MemoryStore } from './memory-store.js';
+export type { IdempotencyKey } from './keys.js';
+export { DEFAULT_KEY_TTL_MS, generateIdempotencyKey } from './keys.js';
 export type { CheckOutcome, IdempotencyMetrics } from './metrics.js';
-export { IdempotencyService } from './processor.js';
-export { RedisStore } from './redis-store.js';
+export { IdempotencyService } from './service.js';
 export type {
   CreateRecordInput,
   DedupStats,
@@ -18,4 +15,4 @@ export type {
   ProcessResult,
 } from './service-types.js';
 export type { TransactionalProcessor } from './transactional.js';
-export type { IdempotencyRecord, IdempotencyStore, RecordStatus, StoreKind } from './types.js';
+export type { IdempotencyRecord, RecordStatus, StoreKind } from './types.js';

@@ -24,7 +24,7 @@ export interface KeyRef {
   readonly keyId: string;
 }
 
-/** The reference document's default TTL (24h); `IdempotencyService.generateIdempotencyKey` uses the configured one. */
+/** The reference document's (docs/reference-api.md) default TTL (24h); `IdempotencyService.generateIdempotencyKey` uses the configured one. */
 export const DEFAULT_KEY_TTL_MS = 24 * 60 * 60 * 1000;
 
 /** Longest key id / queue / tenant accepted (a Postgres btree entry must stay well under a page). */

@@ -4,7 +4,7 @@ import type { StoreKind } from './types.js';
 export type CheckOutcome = 'first' | 'duplicate' | 'in_progress' | 'mismatch';
 
 /**
- * Callbacks the service reports to; a prom-client implementation maps them onto the reference document's metrics.
+ * Callbacks the service reports to; a prom-client implementation maps them onto the reference document's (docs/reference-api.md) metrics.
  * Every method is optional, and one that throws is ignored (metrics never break processing).
  *
  * | callback | metric |

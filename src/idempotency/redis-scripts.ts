@@ -1,43 +1,46 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { RedisClient } from '../redis.js';
 
+/** The store's scripts; the number in a file's name is its number of keys (one: a record's key or its hash). */
+const FILES = {
+  claim: 'claim-1.lua',
+  renew: 'renew-1.lua',
+  complete: 'complete-1.lua',
+  release: 'release-1.lua',
+  get: 'get-1.lua',
+  create: 'create-1.lua',
+  delete: 'delete-1.lua',
+  sweep: 'sweep-1.lua',
+} as const;
+
+export type ScriptName = keyof typeof FILES;
+export type ScriptArg = string | number | Buffer;
+/** Run one script on one key; bulk replies come back as Buffers (records are binary), integers as numbers. */
+export type RunScript = (name: ScriptName, key: string, args: readonly ScriptArg[]) => Promise<unknown>;
+
+type Call = (key: string, ...args: ScriptArg[]) => Promise<unknown>;
+
 const PRELUDE = readLua('prelude.lua');
+const SOURCES = new Map(Object.entries(FILES).map(([name, file]) => [name, `${PRELUDE}\n${readLua(file)}`]));
 
 /**
- * One Lua script: the shared prelude plus the operation, loaded from disk once per process and run by EVALSHA
- * (EVAL only when the server has not seen it yet, e.g. after a restart or SCRIPT FLUSH).
+ * Define the store's scripts on `redis` (once per client) as ioredis commands, the loader the publishers use too:
+ * ioredis runs EVALSHA and falls back to EVAL when the server has not seen a script yet (after a restart or SCRIPT
+ * FLUSH), on a single server and on every node of a cluster alike.
+ *
+ * @example const run = defineScripts(redis); await run('get', key, ['', '0']);
  */
-export class LuaScript {
-  readonly source: string;
-  readonly sha: string;
-
-  constructor(file: string) {
-    this.source = `${PRELUDE}\n${readLua(file)}`;
-    this.sha = createHash('sha1').update(this.source).digest('hex');
+export function defineScripts(redis: RedisClient): RunScript {
+  for (const [name, lua] of SOURCES) {
+    if (!(commandOf(name) in redis)) redis.defineCommand(commandOf(name), { numberOfKeys: 1, lua });
   }
-
-  async run(redis: RedisClient, key: string, args: readonly (string | Buffer | number)[]): Promise<unknown> {
-    try {
-      return await redis.callBuffer('EVALSHA', this.sha, 1, key, ...args);
-    } catch (err) {
-      // Redis reports a missing script only in the message text; there is no other signal.
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return redis.callBuffer('EVAL', this.source, 1, key, ...args);
-    }
-  }
+  const client = redis as unknown as Record<string, Call>;
+  return (name, key, args) => (client[`${commandOf(name)}Buffer`] as Call).call(redis, key, ...args);
 }
 
-export const scripts = {
-  claim: new LuaScript('claim-1.lua'),
-  renew: new LuaScript('renew-1.lua'),
-  complete: new LuaScript('complete-1.lua'),
-  release: new LuaScript('release-1.lua'),
-  get: new LuaScript('get-1.lua'),
-  create: new LuaScript('create-1.lua'),
-  delete: new LuaScript('delete-1.lua'),
-  sweep: new LuaScript('sweep-1.lua'),
-};
+function commandOf(name: string): string {
+  return `eoIdempotency_${name}`;
+}
 
 function readLua(file: string): string {
   return readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8');

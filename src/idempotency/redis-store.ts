@@ -10,7 +10,7 @@ import {
   redisPart,
   requirePatternParts,
 } from './redis-codec.js';
-import { scripts } from './redis-scripts.js';
+import { defineScripts, type RunScript, type ScriptArg, type ScriptName } from './redis-scripts.js';
 import type {
   ClaimOutcome,
   ClaimRequest,
@@ -47,6 +47,7 @@ export class RedisStore implements IdempotencyStore {
   readonly kind = 'redis' as const;
   private hexpire: Promise<boolean> | undefined;
   private readonly statsPrefix: string;
+  private readonly run: RunScript;
 
   constructor(
     private readonly redis: RedisClient,
@@ -59,10 +60,11 @@ export class RedisStore implements IdempotencyStore {
       requirePatternParts(options.keyPattern, ['queue', 'tenant', 'key'], `${base}.key_pattern`);
     }
     this.statsPrefix = `${options.keyPrefix}eo-stats:`;
+    this.run = defineScripts(redis);
   }
 
   async claim(ref: KeyRef, request: ClaimRequest): Promise<ClaimOutcome> {
-    const raw = await this.script(scripts.claim, ref, [
+    const raw = await this.script('claim', ref, [
       request.token,
       request.leaseMs,
       request.ttlMs,
@@ -74,31 +76,31 @@ export class RedisStore implements IdempotencyStore {
   }
 
   async renew(ref: KeyRef, token: string, leaseMs: number): Promise<boolean> {
-    return (await this.script(scripts.renew, ref, [token, leaseMs])) === 1;
+    return (await this.script('renew', ref, [token, leaseMs])) === 1;
   }
 
   async complete(ref: KeyRef, token: string, resultJson: string, ttlMs: number): Promise<boolean> {
     const { encoding, payload } = encodePayload(resultJson, this.options.compression);
-    return (await this.script(scripts.complete, ref, [token, ttlMs, encoding, payload])) === 1;
+    return (await this.script('complete', ref, [token, ttlMs, encoding, payload])) === 1;
   }
 
   async release(ref: KeyRef, token: string): Promise<boolean> {
-    return (await this.script(scripts.release, ref, [token])) === 1;
+    return (await this.script('release', ref, [token])) === 1;
   }
 
   async get(ref: KeyRef): Promise<IdempotencyRecord | undefined> {
-    const raw = await this.script(scripts.get, ref, []);
+    const raw = await this.script('get', ref, []);
     return raw === null ? undefined : this.decode(ref, raw);
   }
 
   async create(ref: KeyRef, valueJson: string, ttlMs: number): Promise<IdempotencyRecord | undefined> {
     const { encoding, payload } = encodePayload(valueJson, this.options.compression);
-    const raw = await this.script(scripts.create, ref, [ttlMs, encoding, payload]);
+    const raw = await this.script('create', ref, [ttlMs, encoding, payload]);
     return raw === null ? undefined : this.decode(ref, raw);
   }
 
   async delete(ref: KeyRef): Promise<boolean> {
-    return (await this.script(scripts.delete, ref, [])) === 1;
+    return (await this.script('delete', ref, [])) === 1;
   }
 
   /**
@@ -120,7 +122,7 @@ export class RedisStore implements IdempotencyStore {
           if (exp !== undefined && exp <= now) expired.push(flat[i] as Buffer);
         }
         if (expired.length > 0) {
-          removed += Number(await scripts.sweep.run(this.redis, hash, ['', '0', ...expired]));
+          removed += Number(await this.run('sweep', hash, ['', '0', ...expired]));
         }
       } while (cursor !== '0');
     }
@@ -195,17 +197,13 @@ export class RedisStore implements IdempotencyStore {
   /** The Redis client belongs to the service. */
   async close(): Promise<void> {}
 
-  private async script(
-    script: (typeof scripts)['claim'],
-    ref: KeyRef,
-    args: readonly (string | number | Buffer)[],
-  ): Promise<Buffer | number | null> {
+  private async script(name: ScriptName, ref: KeyRef, args: readonly ScriptArg[]): Promise<Buffer | number | null> {
     const hexpire = this.options.useHashes && (await this.hasHexpire());
     const field = this.options.useHashes ? ref.keyId : '';
     const key = this.options.useHashes
       ? this.key(this.options.hashKeyPattern, ref)
       : this.key(this.options.keyPattern, ref);
-    return (await script.run(this.redis, key, [field, hexpire ? '1' : '0', ...args])) as Buffer | number | null;
+    return (await this.run(name, key, [field, hexpire ? '1' : '0', ...args])) as Buffer | number | null;
   }
 
   private decode(ref: KeyRef, raw: Buffer | number | null): IdempotencyRecord {

@@ -52,7 +52,7 @@ export type ProcessResult<T> =
   | { readonly duplicate: false; readonly result: T }
   | { readonly duplicate: true; readonly result: T };
 
-/** The reference document's DedupStats. */
+/** The reference document's (docs/reference-api.md) DedupStats. */
 export interface DedupStats {
   queueName: string;
   /** The tenant asked for; `null` when the numbers cover every tenant of the queue (tenant-less keys included). */

@@ -19,8 +19,11 @@ export type AttemptOutcome<T> =
   /** `record` is absent when the holder is a transaction that did not finish within our wait (lock timeout). */
   | { readonly kind: 'in_progress'; readonly record?: IdempotencyRecord };
 
+/** What the transactional form needs of a store: its own connection, and claim/complete on that connection. */
+export type TransactionalStore = Pick<DatabaseStore, 'connect' | 'claim' | 'complete'>;
+
 export interface TransactionalAttempt {
-  db: DatabaseStore;
+  db: TransactionalStore;
   ref: KeyRef;
   claim: ClaimRequest;
   /** Epoch ms after which waiting for another transaction's claim gives up. */
@@ -64,7 +67,7 @@ export async function attemptInTransaction<T, DB>(
                   set_config('statement_timeout', $2, true), set_config('idle_in_transaction_session_timeout', $2, true)`,
           [`${lockMs}ms`, `${attempt.transactionTimeoutMs}ms`],
         );
-        let outcome: Awaited<ReturnType<DatabaseStore['claim']>>;
+        let outcome: Awaited<ReturnType<TransactionalStore['claim']>>;
         try {
           outcome = await db.claim(ref, claim, exec);
         } catch (err) {
@@ -74,7 +77,7 @@ export async function attemptInTransaction<T, DB>(
         if (outcome.kind !== 'claimed') return outcome;
         await exec.query(`SELECT set_config('lock_timeout', $1, true)`, [rows[0]?.prev ?? '0']);
         const ran = await run(trx, client);
-        if (!(await db.complete(ref, claim.token, ran.json, claim.ttlMs, claim.fingerprint, exec))) {
+        if (!(await db.complete(ref, claim.token, ran.json, claim.ttlMs, exec))) {
           throw new Error(`idempotency key "${ref.keyId}" vanished inside its own transaction`);
         }
         return { kind: 'ran', ...ran };

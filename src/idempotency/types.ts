@@ -60,11 +60,8 @@ export interface IdempotencyStore {
   claim(ref: KeyRef, request: ClaimRequest): Promise<ClaimOutcome>;
   /** Extend a held lease; `false` when the claim was lost (taken over or deleted). */
   renew(ref: KeyRef, token: string, leaseMs: number): Promise<boolean>;
-  /**
-   * Store the result (already JSON-encoded, once, by the service) of a held claim; `false` when the claim was lost.
-   * `fingerprint` is the claim's, for stores that keep a copy elsewhere (the hot cache).
-   */
-  complete(ref: KeyRef, token: string, resultJson: string, ttlMs: number, fingerprint: string | null): Promise<boolean>;
+  /** Store the result (already JSON-encoded, once, by the service) of a held claim; `false` when the claim was lost. */
+  complete(ref: KeyRef, token: string, resultJson: string, ttlMs: number): Promise<boolean>;
   /** Drop a held claim so the next caller runs; `false` when it was not held. */
   release(ref: KeyRef, token: string): Promise<boolean>;
   get(ref: KeyRef): Promise<IdempotencyRecord | undefined>;

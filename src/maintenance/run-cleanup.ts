@@ -1,8 +1,8 @@
 import type { Config } from '../config/load-config.js';
+import type { SqlExecutor } from '../db/executor.js';
 import { FeatureDisabledError, InvalidParameterError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { cleanupOutbox } from '../outbox/cleanup.js';
-import type { Queryable } from '../outbox/inspect.js';
 
 export const CLEANUP_TYPES = ['idempotency', 'outbox', 'all'] as const;
 export type CleanupRequest = (typeof CLEANUP_TYPES)[number];
@@ -20,7 +20,7 @@ export interface CleanupMetrics {
 export interface CleanupDeps {
   config: Pick<Config, 'idempotency' | 'outbox'>;
   /** Postgres pool holding the outbox table. */
-  pool: Queryable;
+  pool: SqlExecutor;
   /** The idempotency service (or store wrapper). Without it, idempotency cleanup is reported as skipped. */
   idempotency?: IdempotencyCleaner | undefined;
   metrics?: CleanupMetrics | undefined;

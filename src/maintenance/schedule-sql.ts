@@ -1,4 +1,4 @@
-import type { Queryable } from '../outbox/inspect.js';
+import type { SqlExecutor } from '../db/executor.js';
 
 /** The cluster's cleanup timetable (migrations/0006_maintenance_schedule.ts). */
 export const SCHEDULE_TABLE = 'exactly_once_maintenance';
@@ -20,7 +20,7 @@ export interface ClaimedTick {
  * ends sooner; replicas restarting with the same interval leave the timetable alone, so a rolling deploy never
  * resets it.
  */
-export async function registerSchedule(pool: Queryable, type: string, intervalMs: number): Promise<void> {
+export async function registerSchedule(pool: SqlExecutor, type: string, intervalMs: number): Promise<void> {
   await pool.query(
     `INSERT INTO ${SCHEDULE_TABLE} AS s (type, interval_ms, next_run_at)
      VALUES ($1, $2::bigint, now() + $2::float8 * interval '1 millisecond')
@@ -33,7 +33,7 @@ export async function registerSchedule(pool: Queryable, type: string, intervalMs
 }
 
 /** Take the type off the timetable (its feature was disabled by the config deployed last). */
-export async function unregisterSchedule(pool: Queryable, type: string): Promise<void> {
+export async function unregisterSchedule(pool: SqlExecutor, type: string): Promise<void> {
   await pool.query(`DELETE FROM ${SCHEDULE_TABLE} WHERE type = $1`, [type]);
 }
 
@@ -47,7 +47,7 @@ export async function unregisterSchedule(pool: Queryable, type: string): Promise
  * database's clock only, so replicas with skewed clocks still agree.
  */
 export async function claimTick(
-  pool: Queryable,
+  pool: SqlExecutor,
   type: string,
   runner: string,
   leaseMs: number,
@@ -86,7 +86,7 @@ export async function claimTick(
  * replica holds the lease, until that lease would run out (the holder claims the due tick itself when it finishes;
  * the others only step in if it died). `undefined` when the type is not on the timetable.
  */
-export async function msUntilClaimable(pool: Queryable, type: string): Promise<number | undefined> {
+export async function msUntilClaimable(pool: SqlExecutor, type: string): Promise<number | undefined> {
   const { rows } = await pool.query<{ wait_ms: number }>(
     `SELECT ceil(extract(epoch FROM
               CASE WHEN next_run_at > now() THEN next_run_at ELSE coalesce(lease_until, now()) END - now()
@@ -99,7 +99,7 @@ export async function msUntilClaimable(pool: Queryable, type: string): Promise<n
 }
 
 /** Keep the lease while the run lasts. False when it is no longer ours (it ran out and another replica took over). */
-export async function renewLease(pool: Queryable, type: string, runner: string, leaseMs: number): Promise<boolean> {
+export async function renewLease(pool: SqlExecutor, type: string, runner: string, leaseMs: number): Promise<boolean> {
   const { rows } = await pool.query(
     `UPDATE ${SCHEDULE_TABLE} SET lease_until = now() + $3::float8 * interval '1 millisecond'
       WHERE type = $1 AND running_by = $2 RETURNING 1`,
@@ -110,7 +110,7 @@ export async function renewLease(pool: Queryable, type: string, runner: string, 
 
 /** Give the lease back and record how the run ended. Returns the database time it finished, if the lease was ours. */
 export async function releaseLease(
-  pool: Queryable,
+  pool: SqlExecutor,
   type: string,
   runner: string,
   error: string | undefined,

@@ -1,9 +1,11 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config/load-config.js';
+import type { SqlExecutor } from '../db/executor.js';
 import type { CheckOutcome, IdempotencyMetrics } from '../idempotency/index.js';
 import { type Logger, silentLogger } from '../logger.js';
-import { type OutboxBacklog, outboxBacklog, type Queryable } from '../outbox/inspect.js';
+import { type OutboxBacklog, outboxBacklog } from '../outbox/inspect.js';
 import type { RelayMetrics } from '../outbox/relay.js';
+import { withTimeout } from '../timeout.js';
 import { LabelLimiter } from './label-limiter.js';
 
 export type MetricsConfig = Config['metrics'];
@@ -12,7 +14,12 @@ export interface MetricsOptions {
   /** `metrics` section of the config: `histogram_buckets`, `cardinality_limit`, `collection_interval`. */
   config?: Pick<MetricsConfig, 'histogramBuckets' | 'cardinalityLimit' | 'collectionInterval'>;
   /** Postgres pool for the outbox backlog gauges, read at scrape time. Without it those gauges stay absent. */
-  pool?: Queryable;
+  pool?: SqlExecutor;
+  /**
+   * Where the backlog gauges are read instead of `pool`: the Redis outbox's inspector (`outbox.storage_type: redis`).
+   * @defaultValue the Postgres outbox through `pool`
+   */
+  backlog?: () => Promise<OutboxBacklog>;
   /** Default Node process metrics (`process_*`, `nodejs_*`). @defaultValue true */
   processMetrics?: boolean;
   /** Labels on every series, e.g. `{ instance_role: 'relay' }`. */
@@ -44,7 +51,7 @@ const COLLECT_TIMEOUT_MS = 2000;
  * instances in one process never collide and a user's registry stays theirs). Implements the relay's
  * `RelayMetrics` and the idempotency service's `IdempotencyMetrics` hooks; hand the same instance to both.
  *
- * The names are the reference document's; `queue` and `tenant` labels are capped by `cardinality_limit`
+ * The names are the reference document's (docs/reference-api.md); `queue` and `tenant` labels are capped by `cardinality_limit`
  * (further values collapse into `other`). Backlog gauges are refreshed when scraped, at most once per
  * `collection_interval`, with one cheap query (see `outboxBacklog`).
  *
@@ -56,7 +63,8 @@ const COLLECT_TIMEOUT_MS = 2000;
 export class Metrics implements RelayMetrics, IdempotencyMetrics {
   readonly registry: Registry;
   readonly #labels: LabelLimiter;
-  readonly #pool: Queryable | undefined;
+  readonly #pool: SqlExecutor | undefined;
+  readonly #backlogSource: (() => Promise<OutboxBacklog>) | undefined;
   readonly #intervalMs: number;
   readonly #logger: Logger;
   #backlog: OutboxBacklog | undefined;
@@ -94,6 +102,7 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
     const buckets = [...(config?.histogramBuckets ?? [0.001, 0.01, 0.1, 1, 10])];
     this.#labels = new LabelLimiter(config?.cardinalityLimit ?? 1000);
     this.#pool = options.pool;
+    this.#backlogSource = options.backlog;
     this.#intervalMs = config?.collectionInterval ?? 30_000;
     this.#logger = options.logger ?? silentLogger;
     this.registry = new Registry();
@@ -346,7 +355,7 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
     const source = this.#sizeSource;
     if (!source || this.#prefetched || Date.now() - this.#sizeAt < this.#intervalMs) return;
     try {
-      const size = await withTimeout(source.storageSize(), 'idempotency storage size');
+      const size = await collectWithin(source.storageSize(), 'idempotency storage size');
       this.storageSizeGauge.set({ backend: source.store?.kind ?? 'unknown' }, size);
       this.#sizeAt = Date.now();
     } catch (err) {
@@ -356,7 +365,7 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   }
 
   async #collectBacklog(): Promise<void> {
-    if (!this.#pool) return;
+    if (!this.#pool && !this.#backlogSource) return;
     if (!this.#prefetched && (!this.#backlog || Date.now() - this.#backlogAt >= this.#intervalMs)) {
       // Both backlog gauges call this per scrape; they share one query.
       this.#backlogRefresh ??= this.#refreshBacklog().finally(() => {
@@ -373,7 +382,8 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
 
   async #refreshBacklog(): Promise<void> {
     try {
-      this.#backlog = await withTimeout(outboxBacklog(this.#pool as Queryable), 'outbox backlog query');
+      const read = this.#backlogSource ? this.#backlogSource() : outboxBacklog(this.#pool as SqlExecutor);
+      this.#backlog = await collectWithin(read, 'outbox backlog query');
       this.#backlogAt = Date.now();
     } catch (err) {
       // A scrape must not fail because Postgres is away: keep the last values, count and log.
@@ -383,14 +393,6 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   }
 }
 
-async function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out`)), COLLECT_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+function collectWithin<T>(work: Promise<T>, what: string): Promise<T> {
+  return withTimeout(work, COLLECT_TIMEOUT_MS, () => new Error(`${what} timed out`));
 }

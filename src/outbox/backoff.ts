@@ -1,4 +1,4 @@
-/** The reference document's `retry_backoff` block, durations in ms. */
+/** The reference document's (docs/reference-api.md) `retry_backoff` block, durations in ms. */
 export interface BackoffPolicy {
   initialDelay: number;
   maxDelay: number;

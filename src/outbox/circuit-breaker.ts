@@ -32,7 +32,7 @@ export interface RelayHealth {
 export type BreakerPermit = 'closed' | 'trial';
 
 /**
- * The relay's circuit breaker around publishing (the reference document's "Configure Circuit Breakers").
+ * The relay's circuit breaker around publishing (the reference document's (docs/reference-api.md) "Configure Circuit Breakers").
  *
  * closed --N consecutive publisher throws--> open --open_for--> half_open --trial batch published--> closed
  *                                             ^------------------- trial batch threw ----------------'

@@ -1,5 +1,6 @@
+import type { SqlExecutor } from '../db/executor.js';
 import { InvalidParameterError } from '../errors.js';
-import { type Queryable, queryOutbox } from './inspect.js';
+import { queryOutbox } from './inspect.js';
 import { OUTBOX_TABLE } from './rows.js';
 
 export interface CleanupOutboxOptions {
@@ -28,7 +29,7 @@ export interface CleanupOutboxResult {
  *
  * @example await cleanupOutbox(pool, { olderThanMs: config.outbox.cleanupAfter });
  */
-export async function cleanupOutbox(db: Queryable, options: CleanupOutboxOptions): Promise<CleanupOutboxResult> {
+export async function cleanupOutbox(db: SqlExecutor, options: CleanupOutboxOptions): Promise<CleanupOutboxResult> {
   const { olderThanMs } = options;
   const batchSize = options.batchSize ?? 1000;
   if (!Number.isFinite(olderThanMs) || olderThanMs < 0) {

@@ -1,5 +1,7 @@
 import pg from 'pg';
+import type { SqlExecutor } from '../db/executor.js';
 import type { Logger } from '../logger.js';
+import { withTimeout } from '../timeout.js';
 import { backoffDelay } from './backoff.js';
 import { OUTBOX_CHANNEL } from './rows.js';
 import type { Wakeup } from './wakeup.js';
@@ -121,7 +123,11 @@ export class Doorbell {
       const statement = want
         ? `SELECT pg_try_advisory_lock(${WATCH_LOCK}) AS ok`
         : `SELECT pg_advisory_unlock(${WATCH_LOCK}) AS ok`;
-      const { rows } = await withTimeout(client.query<{ ok: boolean }>(statement), LOCK_CHANGE_TIMEOUT_MS);
+      const { rows } = await withTimeout(
+        client.query<{ ok: boolean }>(statement),
+        LOCK_CHANGE_TIMEOUT_MS,
+        () => new Error(`no answer within ${LOCK_CHANGE_TIMEOUT_MS} ms`),
+      );
       if (want && rows[0]?.ok) {
         this.#held = true;
         this.#watched = true;
@@ -198,10 +204,6 @@ export const PRODUCERS_IN_FLIGHT_SQL = `
     AND classid = hashtext('${PRODUCER_LOCK_NAME}')::oid
     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
 
-interface Queryable {
-  query<R extends pg.QueryResultRow>(text: string): Promise<pg.QueryResult<R>>;
-}
-
 /**
  * A watchman's last duty after it let go of the watch lock (see `Doorbell`): claim each time one of the producer
  * transactions that were in flight has ended. Polls pg_locks (one scan of the lock table, well under a millisecond)
@@ -217,7 +219,7 @@ export class ProducerSweep {
     this.#waiting = waiting;
   }
 
-  static async begin(db: Queryable): Promise<ProducerSweep> {
+  static async begin(db: SqlExecutor): Promise<ProducerSweep> {
     return new ProducerSweep(await inFlight(db));
   }
 
@@ -232,7 +234,7 @@ export class ProducerSweep {
   }
 
   /** Forget the transactions that have ended; `true` when at least one has (claim now). */
-  async refresh(db: Queryable): Promise<boolean> {
+  async refresh(db: SqlExecutor): Promise<boolean> {
     const now = await inFlight(db);
     let ended = false;
     for (const vxid of this.#waiting) {
@@ -245,22 +247,7 @@ export class ProducerSweep {
   }
 }
 
-async function inFlight(db: Queryable): Promise<Set<string>> {
+async function inFlight(db: SqlExecutor): Promise<Set<string>> {
   const { rows } = await db.query<{ vxid: string }>(PRODUCERS_IN_FLIGHT_SQL);
   return new Set(rows.map((r) => r.vxid));
-}
-
-async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    work.catch(() => {});
-  }
 }

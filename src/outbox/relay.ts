@@ -1,35 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
-import { CircuitOpenError, NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
+import { CircuitOpenError, NotMigratedError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type DestinationPolicy, destinationPolicy } from './allowed-queues.js';
 import { backoffDelay } from './backoff.js';
-import { type BreakerPermit, type BreakerState, CircuitBreaker, type RelayHealth } from './circuit-breaker.js';
+import { MarkerCleanup, markAndCommit, type RelayMetrics, recordBatch } from './batch-commit.js';
+import { type BreakerPermit, CircuitBreaker, type RelayHealth } from './circuit-breaker.js';
+import { Claim, discardClaim, MAX_OVERLAP_PAUSE, type OnClaimed, OVERLAP_PAUSE } from './claim.js';
 import { Doorbell, ProducerSweep } from './doorbell.js';
 import { TestFault } from './fault-injection.js';
-import { type PublishSummary, planMarks, ZERO_SUMMARY } from './mark-plan.js';
-import { type ClaimRow, claimBatchSql, MARK_SQL, markPublishedSql, toClaimed } from './relay-sql.js';
+import { type PublishSummary, ZERO_SUMMARY } from './mark-plan.js';
 import { OUTBOX_TABLE } from './rows.js';
 import type { ClaimedEvent, Publisher, PublishOutcome } from './types.js';
 import { Wakeup } from './wakeup.js';
 
-/** What the relay reports; the Prometheus metrics implement it. */
-export interface RelayMetrics {
-  outboxPublished(count: number): void;
-  outboxFailed(count: number): void;
-  outboxRetried?(count: number): void;
-  /** Events found already in Redis (an earlier attempt pushed them and did not commit); counted in published too. */
-  outboxDuplicates?(count: number): void;
-  /** Dedup markers a failed cleanup left in Redis to expire by their TTL (`dedup_window`). */
-  outboxMarkersLeft?(count: number): void;
-  /** The publish circuit breaker changed state. */
-  breakerState?(state: BreakerState): void;
-  outboxBatch(size: number, seconds: number): void;
-  redisRoundTrip(seconds: number): void;
-}
-
-export type { RelayHealth };
+export type { RelayHealth, RelayMetrics };
 
 export interface RelayOptions {
   config: Config;
@@ -80,8 +66,8 @@ export class Relay {
   readonly #destinations: DestinationPolicy;
   /** Earliest retry this process scheduled (`performance.now()` time); we wake for it instead of a whole poll interval. */
   #nextRetryAt = Number.POSITIVE_INFINITY;
-  /** Marker cleanups still in flight; `stop()` and `publishDue()` wait for them. */
-  readonly #forgetting = new Set<Promise<void>>();
+  /** Deletes committed batches' dedup markers; `stop()` and `publishDue()` wait for it. */
+  readonly #markers: MarkerCleanup;
 
   constructor(options: RelayOptions) {
     this.relayId = options.relayId ?? randomBytes(4).toString('hex');
@@ -90,6 +76,7 @@ export class Relay {
     this.#publisher = options.publisher;
     this.#log = (options.logger ?? silentLogger).child({ component: 'relay', relayId: this.relayId });
     this.#metrics = options.metrics;
+    this.#markers = new MarkerCleanup(this.#publisher, this.#log, this.#metrics);
     this.#doorbell = new Doorbell({
       url: this.#config.database.url,
       logger: this.#log,
@@ -145,7 +132,7 @@ export class Relay {
     this.#wakeup.wake();
     await Promise.allSettled(this.#loops);
     this.#loops = [];
-    await this.#forgotten();
+    await this.#markers.drained();
     await this.#doorbell.stop();
     this.#log.info('relay stopped');
   }
@@ -169,7 +156,7 @@ export class Relay {
       const batch = await this.runBatch();
       for (const k of Object.keys(total) as (keyof PublishSummary)[]) total[k] += batch[k];
       if (batch.claimed === 0 || batch.claimed === batch.held) {
-        await this.#forgotten();
+        await this.#markers.drained();
         return total;
       }
     }
@@ -180,11 +167,22 @@ export class Relay {
    * `CircuitOpenError` without claiming while the circuit breaker is open.
    */
   async runBatch(): Promise<PublishSummary> {
+    return this.#runBatch(undefined, undefined);
+  }
+
+  /**
+   * `next`: a claim opened ahead of time (the loop's overlap), used instead of claiming now. `onClaimed` learns how many
+   * events this batch holds before it goes to Redis, and whether `next` was opened in vain (found nothing).
+   */
+  async #runBatch(next: Promise<Claim> | undefined, onClaimed: OnClaimed | undefined): Promise<PublishSummary> {
     const permit = this.#breaker.enter();
-    if (!permit) throw new CircuitOpenError(this.#breaker.waitMs(), this.#breaker.lastError);
+    if (!permit) {
+      await discardClaim(next);
+      throw new CircuitOpenError(this.#breaker.waitMs(), this.#breaker.lastError);
+    }
     const gate: Gate = { permit, used: false };
     try {
-      return await this.#claimAndPublish(gate);
+      return await this.#claimAndPublish(gate, next, onClaimed);
     } finally {
       // Nothing claimed, or Postgres failed before the publish: the permit (maybe the half-open trial) is unused.
       if (!gate.used) this.#breaker.leave(permit);
@@ -195,11 +193,16 @@ export class Relay {
    * Events whose destination the allow-list refuses are never sent: each fails at once, without retries (no retry can
    * change the verdict), and the rest of the batch goes out as usual.
    */
-  async #publishAllowed(events: ClaimedEvent[], gate: Gate, deadline: number): Promise<PublishOutcome[]> {
+  async #publishAllowed(
+    events: ClaimedEvent[],
+    gate: Gate,
+    deadline: number,
+    client: pg.PoolClient,
+  ): Promise<PublishOutcome[]> {
     const refusals = events.map((e) => (e.queue === null ? undefined : this.#destinations.reason(e.queue)));
-    if (refusals.every((r) => r === undefined)) return this.#publish(events, gate, deadline);
+    if (refusals.every((r) => r === undefined)) return this.#publish(events, gate, deadline, client);
     const allowed = events.filter((_, i) => refusals[i] === undefined);
-    const sent = allowed.length > 0 ? await this.#publish(allowed, gate, deadline) : [];
+    const sent = allowed.length > 0 ? await this.#publish(allowed, gate, deadline, client) : [];
     let next = 0;
     return refusals.map((reason) =>
       reason === undefined
@@ -209,10 +212,16 @@ export class Relay {
   }
 
   /** Publish through the circuit breaker: a throw is an infrastructure failure, a return a success. */
-  async #publish(events: ClaimedEvent[], gate: Gate, deadline: number): Promise<PublishOutcome[]> {
+  async #publish(
+    events: ClaimedEvent[],
+    gate: Gate,
+    deadline: number,
+    client: pg.PoolClient,
+  ): Promise<PublishOutcome[]> {
     gate.used = true;
     try {
-      const outcomes = await this.#publisher.publish(events, { deadline });
+      // `client`: a transactional publisher (pg-boss) writes in this claim's transaction, committed with the marks.
+      const outcomes = await this.#publisher.publish(events, { deadline, client });
       this.#breaker.success(gate.permit);
       return outcomes;
     } catch (err) {
@@ -221,40 +230,32 @@ export class Relay {
     }
   }
 
-  async #claimAndPublish(gate: Gate): Promise<PublishSummary> {
-    const { batchSize, claimWindow, claimTimeout } = this.#config.outbox;
-    const client = await this.#pool.connect();
-    let broken: Error | undefined;
-    // Postgres may end the connection while we wait on Redis (claim_timeout, restart, pg_terminate_backend). A
-    // checked-out pg client has no error listener of the pool's, and an unheard 'error' event kills the process.
-    const onError = (err: Error) => {
-      broken = err;
-      this.#log.warn({ err }, 'Postgres connection lost during a batch; it will be rolled back');
-    };
-    client.on('error', onError);
-    const started = performance.now();
-    // Postgres ends our claim claim_timeout after it went idle, which is after we sent the claim: from then on
-    // another relay may publish these events, so no push of ours may land later (lua/publish-jobs.lua).
-    const deadline = started + claimTimeout;
+  async #claimAndPublish(
+    gate: Gate,
+    next: Promise<Claim> | undefined,
+    onClaimed: OnClaimed | undefined,
+  ): Promise<PublishSummary> {
+    const open = () => Claim.open(this.#pool, this.#config.outbox, this.#log);
+    let claim = await (next ?? open());
+    const ahead = next === undefined ? undefined : claim.events.length === 0 ? 'wasted' : 'used';
+    if (ahead === 'wasted') {
+      // Opened while the batch before held the aggregates it would have taken (one hot aggregate): claim again now.
+      await discardClaim(next);
+      claim = await open();
+    }
+    const { client, events, started } = claim;
+    onClaimed?.(events.length, ahead);
     try {
-      // BEGIN, lock aggregates and claim their events in one round trip (see relay-sql.ts); the last result is the claim.
-      const results = (await client.query(
-        claimBatchSql({
-          window: Math.max(claimWindow, batchSize),
-          batch: batchSize,
-          claimTimeoutMs: Math.max(1, Math.round(claimTimeout)),
-        }),
-      )) as unknown as pg.QueryResult<ClaimRow>[];
-      const events = (results[results.length - 1]?.rows ?? []).map(toClaimed);
       if (events.length === 0) {
         await client.query('COMMIT');
         return { ...ZERO_SUMMARY };
       }
-      const outcomes = await this.#publishAllowed(events, gate, deadline);
+      const outcomes = await this.#publishAllowed(events, gate, claim.deadline, client);
       if (this.#fault) await this.#fault.afterPush();
-      const summary = await this.#markAndCommit(client, events, outcomes);
-      this.#forget(events, outcomes);
-      this.#record(summary, (performance.now() - started) / 1000);
+      const { summary, soonestRetryMs } = await markAndCommit(client, events, outcomes, this.#config.outbox, this.#log);
+      this.#noteRetry(soonestRetryMs);
+      this.#markers.forget(events, outcomes);
+      recordBatch(this.#metrics, summary, (performance.now() - started) / 1000);
       if (summary.duplicates > 0) {
         // Only a relay that pushed and then failed to commit (crash, timeout, lost connection) leaves these behind.
         this.#log.warn(
@@ -264,87 +265,21 @@ export class Relay {
       }
       return summary;
     } catch (err) {
-      // If even ROLLBACK fails the connection is dead or confused: destroy it rather than return it to the pool.
-      await client.query('ROLLBACK').catch((rollbackErr: Error) => {
-        broken = rollbackErr;
-      });
-      if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(OUTBOX_TABLE, { cause: err });
+      await claim.rollback();
       throw err;
     } finally {
-      client.off('error', onError);
-      client.release(broken);
+      claim.release();
     }
   }
 
-  /** Record each outcome and COMMIT: one round trip when every event went out, two when some must be retried. */
-  async #markAndCommit(
-    client: pg.PoolClient,
-    events: ClaimedEvent[],
-    outcomes: PublishOutcome[],
-  ): Promise<PublishSummary> {
-    const { summary, seqs, statuses, delays, errors, soonestRetryMs } = planMarks(
-      events,
-      outcomes,
-      this.#config.outbox,
-      this.#log,
-    );
-    if (soonestRetryMs !== undefined) {
-      // Monotonic clock: a wall-clock step (NTP on a VM) must not turn a 300 ms wait into a whole poll interval.
-      const now = performance.now();
-      const at = now + soonestRetryMs;
-      // A remembered retry time already in the past has been served; the new one replaces it.
-      this.#nextRetryAt = this.#nextRetryAt > now ? Math.min(this.#nextRetryAt, at) : at;
-    }
-    if (seqs.length > 0 && summary.retried + summary.failed === 0) {
-      await client.query(markPublishedSql(seqs));
-      return summary;
-    }
-    if (seqs.length > 0) await client.query(MARK_SQL, [seqs, statuses, delays, errors]);
-    await client.query('COMMIT');
-    return summary;
-  }
-
-  /**
-   * The batch is committed: delete the markers of what it published (G2 needs a marker only while a push's COMMIT is
-   * unknown; a published row is never claimed again). Not awaited, so the next claim overlaps it; on the same Redis
-   * connection it still reaches the server before our next push. Best effort: a failure leaves the markers to expire
-   * after dedup_window, logged and counted.
-   */
-  #forget(events: readonly ClaimedEvent[], outcomes: readonly PublishOutcome[]): void {
-    if (!this.#publisher.forget) return;
-    const done = events.filter((_, i) => {
-      const kind = outcomes[i]?.kind;
-      return kind === 'published' || kind === 'duplicate';
-    });
-    if (done.length === 0) return;
-    const work: Promise<void> = this.#publisher.forget(done).then(
-      () => {
-        this.#forgetting.delete(work);
-      },
-      (err: unknown) => {
-        this.#forgetting.delete(work);
-        this.#log.debug(
-          { err, markers: done.length },
-          'could not delete dedup markers; they expire after dedup_window',
-        );
-        this.#metrics?.outboxMarkersLeft?.(done.length);
-      },
-    );
-    this.#forgetting.add(work);
-  }
-
-  async #forgotten(): Promise<void> {
-    while (this.#forgetting.size > 0) await Promise.allSettled([...this.#forgetting]);
-  }
-
-  #record(summary: PublishSummary, seconds: number): void {
-    const m = this.#metrics;
-    if (!m) return;
-    m.outboxBatch(summary.claimed, seconds);
-    if (summary.published + summary.duplicates > 0) m.outboxPublished(summary.published + summary.duplicates);
-    if (summary.failed > 0) m.outboxFailed(summary.failed);
-    if (summary.retried > 0) m.outboxRetried?.(summary.retried);
-    if (summary.duplicates > 0) m.outboxDuplicates?.(summary.duplicates);
+  /** Remember the soonest retry this process scheduled, so an idle loop wakes for it. */
+  #noteRetry(soonestRetryMs: number | undefined): void {
+    if (soonestRetryMs === undefined) return;
+    // Monotonic clock: a wall-clock step (NTP on a VM) must not turn a 300 ms wait into a whole poll interval.
+    const now = performance.now();
+    const at = now + soonestRetryMs;
+    // A remembered retry time already in the past has been served; the new one replaces it.
+    this.#nextRetryAt = this.#nextRetryAt > now ? Math.min(this.#nextRetryAt, at) : at;
   }
 
   async #loop(index: number): Promise<void> {
@@ -355,19 +290,40 @@ export class Relay {
     // begun; a begun sweep survives new work until every transaction in it has ended.
     let owed = false;
     let sweep: ProducerSweep | undefined;
+    // Overlap: while a full batch is in Redis and being marked, the next claim runs on a second connection. It cannot
+    // take that batch's aggregates (their advisory locks are held until its COMMIT, and the lock scan keeps an
+    // aggregate only if its first row passed, relay-sql.ts), so it is what a second relay would claim: G3 holds as
+    // with N relays. A claim opened in vain (one hot aggregate) pauses the overlap, twice as long each time in a row.
+    let next: Promise<Claim> | undefined;
+    let pause = 0;
+    let pauseFor = OVERLAP_PAUSE;
+    const onClaimed: OnClaimed = (claimed, ahead) => {
+      if (ahead === 'used') pauseFor = OVERLAP_PAUSE;
+      if (ahead === 'wasted') {
+        pause = pauseFor;
+        pauseFor = Math.min(pauseFor * 2, MAX_OVERLAP_PAUSE);
+      }
+      if (claimed < this.#config.outbox.batchSize || this.#stopping) return;
+      if (pause > 0) pause--;
+      else if (this.#canOpenAhead()) next = this.#openAhead();
+    };
     while (!this.#stopping) {
       try {
         const openFor = this.#breaker.waitMs();
         if (openFor > 0) {
           // Circuit open: claim nothing (it would only be rolled back). Producers ring the bell again meanwhile.
+          await discardClaim(next);
+          next = undefined;
           if (await this.#doorbell.rest(index)) owed = true;
           await this.#wakeup.sleep(openFor);
           continue;
         }
-        const batch = await this.runBatch();
+        const ahead = next;
+        next = undefined;
+        const batch = await this.#runBatch(ahead, onClaimed);
         if (outages > 0) log.info({ afterFailures: outages }, 'relay recovered');
         outages = 0;
-        if (batch.claimed > 0 && batch.claimed > batch.held) {
+        if (next || (batch.claimed > 0 && batch.claimed > batch.held)) {
           // More is probably waiting. While we drain, producers skip the NOTIFY (see doorbell.ts).
           this.#doorbell.setAwake(index);
           continue;
@@ -387,6 +343,8 @@ export class Relay {
         log.debug('caught up: sleeping until NOTIFY or poll_interval');
         await this.#wakeup.sleep(this.#idleDelay());
       } catch (err) {
+        await discardClaim(next);
+        next = undefined;
         if (await this.#doorbell.rest(index)) owed = true;
         if (err instanceof CircuitOpenError) continue;
         outages++;
@@ -397,7 +355,25 @@ export class Relay {
         await this.#wakeup.sleep(delay);
       }
     }
+    await discardClaim(next);
     await this.#doorbell.rest(index);
+  }
+
+  /**
+   * Only while the circuit is closed (no claim while it is open or on trial), and only on a connection free now: one
+   * waited for would be handed over after the batch before failed, i.e. a claim during an outage.
+   */
+  #canOpenAhead(): boolean {
+    const pool = this.#pool;
+    const free = pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10);
+    return this.#breaker.state === 'closed' && free && pool.waitingCount === 0;
+  }
+
+  /** A claim opened now for the loop's next batch; its failure surfaces when the loop awaits it. */
+  #openAhead(): Promise<Claim> {
+    const claim = Claim.open(this.#pool, this.#config.outbox, this.#log);
+    claim.catch(() => {});
+    return claim;
   }
 
   /** Wait until a producer transaction of the sweep has ended (then claim), or a NOTIFY, or stop. */

@@ -1,3 +1,5 @@
+import type pg from 'pg';
+
 /** Lifecycle of an outbox row: `pending` until the relay pushes it, `failed` once retries are exhausted. */
 export type OutboxStatus = 'pending' | 'published' | 'failed';
 
@@ -30,7 +32,7 @@ export interface NewOutboxEvent {
   maxRetries?: number;
 }
 
-/** A stored outbox row (the reference document's OutboxEvent, plus the relay's bookkeeping). */
+/** A stored outbox row (the reference document's (docs/reference-api.md) OutboxEvent, plus the relay's bookkeeping). */
 export interface OutboxEvent {
   id: string;
   /** Write order (a bigint, as a string so it never loses precision). */
@@ -105,4 +107,10 @@ export interface PublishOptions {
    * push that would land later must not happen, because another relay may have published the event meanwhile.
    */
   deadline?: number;
+  /**
+   * The relay's claim transaction (a pg client after BEGIN). A transactional publisher (`outbox.publisher: pg-boss`)
+   * writes its jobs on it, so they commit together with the rows marked published, or not at all; it must not COMMIT,
+   * ROLLBACK or leave the transaction aborted (see src/publishers/pg-boss.ts for the SAVEPOINT it uses).
+   */
+  client?: pg.PoolClient;
 }

@@ -68,6 +68,11 @@ export function validateEvent(event: unknown, index?: number): asserts event is 
     if (priority !== undefined && priority !== 'high' && priority !== 'low') {
       fail('headers.priority', `must be "high" or "low", got ${JSON.stringify(priority)}`);
     }
+    // Picks a list or a stream for this event over `outbox.publisher` (src/publishers/destination-kind.ts).
+    const destination = (e.headers as Record<string, string>).destination;
+    if (destination !== undefined && destination !== 'list' && destination !== 'stream') {
+      fail('headers.destination', `must be "list" or "stream", got ${JSON.stringify(destination)}`);
+    }
   }
   if (e.metadata !== undefined) {
     if (!isPlainRecord(e.metadata)) fail('metadata', 'must be a plain object');

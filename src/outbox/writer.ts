@@ -8,8 +8,9 @@ import {
   sqlState,
   UnsupportedExecutorError,
 } from '../errors.js';
-import { type DestinationOptions, policyFor } from './allowed-queues.js';
+import { policyFor } from './allowed-queues.js';
 import { uuidv7 } from './ids.js';
+import { isRedisHandle, type RedisOutboxOptions, storeInRedisOutbox } from './redis/writer.js';
 import { OUTBOX_TABLE } from './rows.js';
 import type { NewOutboxEvent, OutboxEvent } from './types.js';
 import { validateEvent } from './validate-event.js';
@@ -35,8 +36,11 @@ const INSERT_SQL = `
   ON CONFLICT (id) DO NOTHING
   RETURNING id, seq, created_at, next_attempt_at`;
 
-/** Options of `storeInOutbox`; pass `config.outbox` to apply your configured destination allow-list. */
-export type StoreInOutboxOptions = DestinationOptions;
+/**
+ * Options of `storeInOutbox`; pass `config.outbox` to apply your configured destination allow-list (and, with the
+ * Redis outbox, its `redis.keyPrefix`).
+ */
+export type StoreInOutboxOptions = RedisOutboxOptions;
 
 /**
  * Write one event, or many, into the outbox inside the caller's transaction — a Kysely `Transaction` or a pg
@@ -73,6 +77,11 @@ export async function storeInOutbox(
 ): Promise<OutboxEvent | OutboxEvent[]> {
   const single = !Array.isArray(input);
   const events = (single ? [input] : input) as readonly NewOutboxEvent[];
+  // The Redis outbox (`outbox.storage_type: redis`): the events join the app's ioredis multi(); see redis/writer.ts.
+  if (isRedisHandle(trx)) {
+    const queued = storeInRedisOutbox(trx, events, single, options);
+    return single ? (queued[0] as OutboxEvent) : queued;
+  }
   const handle = autocommitHandle(trx);
   if (handle) throw new OutboxTransactionRequiredError(handle);
   const stored = await write(toExecutor(trx), events, single, options);

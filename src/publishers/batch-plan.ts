@@ -1,4 +1,5 @@
 import type { ClaimedEvent, PublishOutcome } from '../outbox/types.js';
+import type { DestinationKind } from './destination-kind.js';
 import { dedupMarkerKey, keySlot } from './hash-tag.js';
 import { jobJson } from './job.js';
 
@@ -6,6 +7,8 @@ import { jobJson } from './job.js';
 export interface PlannedJob {
   /** Index into the claimed batch. */
   index: number;
+  /** List or stream: which script writes it. */
+  kind: DestinationKind;
   listKey: string;
   marker: string;
   /** Aggregate identity; the script holds later jobs of an aggregate after one fails. */
@@ -24,24 +27,27 @@ export interface PlanOptions {
   /** Group by cluster slot (keys of one script call must share one); a standalone server takes one group. */
   cluster: boolean;
   listKeyFor(event: ClaimedEvent): string;
+  /** The event's destination kind, or why it has none (its `destination` header holds something else). */
+  kindOf(event: ClaimedEvent): DestinationKind | { invalid: string };
   priorityOf(event: ClaimedEvent): 'high' | 'low';
   limit: JobLimit;
 }
 
 /**
- * Split a claimed batch into per-slot groups of ready jobs, in batch order, and settle in `outcomes` what needs no
- * Redis: an event whose job cannot be built, or is larger than `limit`, fails here (sending it would break the whole
- * call: Redis answers an oversized argument by closing the connection). After such a failure the later events of its
- * aggregate are held. An aggregate whose events span two slots is cut at the first switch (the rest is held, pending
- * for the next batch), so a failure in one group can never let a later event of it overtake.
+ * Split a claimed batch into groups of ready jobs, one per destination kind and slot, in batch order, and settle in
+ * `outcomes` what needs no Redis: an event whose job cannot be built, is larger than `limit`, or names no valid kind
+ * fails here (sending an oversized one would break the whole call: Redis answers an oversized argument by closing the
+ * connection). After such a failure the later events of its aggregate are held. Groups run in parallel, so an
+ * aggregate whose events span two groups (two slots, or a list and a stream) is cut at the first switch (the rest is
+ * held, pending for the next batch): a failure in one group can never let a later event of it overtake.
  */
 export function planBatch(
   events: readonly ClaimedEvent[],
   outcomes: PublishOutcome[],
   options: PlanOptions,
 ): PlannedJob[][] {
-  const groups = new Map<number, PlannedJob[]>();
-  const slotOf = new Map<string, number>();
+  const groups = new Map<string, PlannedJob[]>();
+  const groupOf = new Map<string, string>();
   const blocked = new Set<string>();
   events.forEach((event, index) => {
     const aggregate = `${event.aggregateType}\u0000${event.aggregateId}`;
@@ -49,10 +55,18 @@ export function planBatch(
       outcomes[index] = { kind: 'held' };
       return;
     }
+    const kind = options.kindOf(event);
+    if (typeof kind === 'object') {
+      // Only plain SQL can store such a row (storeInOutbox refuses it), and no retry can fix it.
+      blocked.add(aggregate);
+      outcomes[index] = { kind: 'failed', error: kind.invalid, permanent: true };
+      return;
+    }
     const listKey = options.listKeyFor(event);
     const slot = options.cluster ? keySlot(listKey) : 0;
-    const first = slotOf.get(aggregate);
-    if (first !== undefined && first !== slot) {
+    const group = `${kind}:${slot}`;
+    const first = groupOf.get(aggregate);
+    if (first !== undefined && first !== group) {
       blocked.add(aggregate);
       outcomes[index] = { kind: 'held' };
       return;
@@ -72,13 +86,13 @@ export function planBatch(
       outcomes[index] = { kind: 'failed', error: options.limit.describe(size) };
       return;
     }
-    slotOf.set(aggregate, slot);
-    let group = groups.get(slot);
-    if (!group) {
-      group = [];
-      groups.set(slot, group);
+    groupOf.set(aggregate, group);
+    let jobs = groups.get(group);
+    if (!jobs) {
+      jobs = [];
+      groups.set(group, jobs);
     }
-    group.push({ index, listKey, marker, aggregate, json });
+    jobs.push({ index, kind, listKey, marker, aggregate, json });
   });
   return [...groups.values()];
 }

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { PublishUnavailableError } from '../errors.js';
 import type { ClaimedEvent, Publisher, PublishOptions, PublishOutcome } from '../outbox/types.js';
 import { isCluster, type RedisClient } from '../redis.js';
+import { withTimeout } from '../timeout.js';
 import { chunkJobs, type JobLimit, largestArgument, type PlannedJob, planBatch } from './batch-plan.js';
+import { type DestinationKind, destinationKindOf, LIST_SCRIPT, streamScript } from './destination-kind.js';
 import { dedupMarkerKey, keySlot } from './hash-tag.js';
 import { priorityOf } from './job.js';
 import { isBulkTooLarge, isOutage, isOutageReply, replyText } from './publish-errors.js';
@@ -31,11 +33,13 @@ export interface MarkedBatchOptions {
    * @defaultValue 67108864
    */
   maxCallChars?: number;
+  /** `MAXLEN ~` of every XADD to a stream (`outbox.stream.maxlen`); `undefined`: no trimming. */
+  maxlen?: number | undefined;
   /** Called with the round-trip time of each batch, in seconds. */
   onRoundTrip?: (seconds: number) => void;
 }
 
-/** What one destination (a list, a stream) adds to the shared batch machinery: its script and its arguments. */
+/** What one destination kind (a list, a stream) adds to the shared batch machinery: its script and its arguments. */
 export interface MarkedScript {
   /** ioredis command name the script is defined under. */
   command: string;
@@ -53,9 +57,15 @@ export interface MarkedScript {
 
 type ScriptCall = (numKeys: number, ...args: (string | number)[]) => Promise<(number | string)[]>;
 
+/** A kind's script and the function that runs it. */
+interface KindScript {
+  script: MarkedScript;
+  run: ScriptCall;
+}
+
 /**
  * The part of a Redis publisher that does not depend on the destination's type: plan a batch into per-slot calls of
- * one marker-guarded script, attribute each reply to its event, fence late calls with a deadline on the server's
+ * a marker-guarded script (one script per destination kind), attribute each reply to its event, fence late calls with a deadline on the server's
  * clock, respect the server's proto-max-bulk-len, and delete a committed batch's markers (`forget`).
  *
  * Every script it runs takes `KEYS = [destinations..., markers...]` and `ARGV = [window, destinations, deadline,
@@ -71,12 +81,16 @@ type ScriptCall = (numKeys: number, ...args: (string | number)[]) => Promise<(nu
  *   item to find the event(s) to blame.
  * - The server's state (connection lost, timeout, LOADING, READONLY, BUSY, OOM when full, CLUSTERDOWN, ... see
  *   publish-errors.ts) throws `PublishUnavailableError`: the relay rolls back and backs off, counting no retry. Items
- *   already written keep their markers, so the next attempt records them as duplicates instead of writing again.
+ *   already written keep their markers, so the next attempt records them as duplicates instead of writing again
+ *   (G2: each event is pushed once within the dedup window).
+ *
+ * The kind of destination is per event: the publisher's own (`kind`), or the one its `destination` header names
+ * (destination-kind.ts). A batch may mix kinds; planBatch groups it by kind and slot, one script per group.
  */
 export class MarkedBatchPublisher implements Publisher {
   readonly #redis: RedisClient;
-  readonly #script: MarkedScript;
-  readonly #run: ScriptCall;
+  readonly #kind: DestinationKind;
+  readonly #scripts: Record<DestinationKind, KindScript>;
   readonly #pattern: string;
   readonly #priority: 'high' | 'low';
   readonly #windowMs: number;
@@ -95,12 +109,19 @@ export class MarkedBatchPublisher implements Publisher {
    */
   readonly #clockOffsets = new Map<number, number>();
 
-  constructor(redis: RedisClient, options: MarkedBatchOptions, script: MarkedScript) {
-    if (!(script.command in redis)) redis.defineCommand(script.command, { lua: publishScript(script.file) });
+  /** `kind`: where events without a `destination` header go. */
+  constructor(redis: RedisClient, options: MarkedBatchOptions, kind: DestinationKind) {
     this.#redis = redis;
-    this.#script = script;
+    this.#kind = kind;
     const client = redis as unknown as Record<string, ScriptCall>;
-    this.#run = (numKeys, ...args) => (client[script.command] as ScriptCall).call(redis, numKeys, ...args);
+    const define = (script: MarkedScript): KindScript => {
+      if (!(script.command in redis)) redis.defineCommand(script.command, { lua: publishScript(script.file) });
+      return {
+        script,
+        run: (numKeys, ...args) => (client[script.command] as ScriptCall).call(redis, numKeys, ...args),
+      };
+    };
+    this.#scripts = { list: define(LIST_SCRIPT), stream: define(streamScript(options.maxlen)) };
     this.#pattern = options.queuePattern ?? 'jobqueue:{priority}_priority';
     this.#priority = options.defaultPriority ?? 'low';
     this.#windowMs = Math.max(1, Math.round(options.dedupWindowMs ?? 86_400_000));
@@ -129,6 +150,7 @@ export class MarkedBatchPublisher implements Publisher {
         const groups = planBatch(events, outcomes, {
           cluster: this.#cluster,
           listKeyFor: (event) => this.keyFor(event),
+          kindOf: (event) => destinationKindOf(event, this.#kind),
           priorityOf: (event) => priorityOf(event, this.#priority),
           limit: await this.#jobLimit(),
         });
@@ -218,7 +240,9 @@ export class MarkedBatchPublisher implements Publisher {
       else if (reply === 2) outcomes[job.index] = { kind: 'held' };
       else {
         const error = String(reply);
-        if (isOutageReply(error)) throw new PublishUnavailableError(`Redis refused ${this.#script.write}: ${error}`);
+        if (isOutageReply(error)) {
+          throw new PublishUnavailableError(`Redis refused ${this.#scripts[job.kind].script.write}: ${error}`);
+        }
         failed.add(job.aggregate);
         outcomes[job.index] = { kind: 'failed', error };
       }
@@ -226,6 +250,8 @@ export class MarkedBatchPublisher implements Publisher {
   }
 
   async #call(events: readonly ClaimedEvent[], jobs: readonly PlannedJob[], deadline: number) {
+    // planBatch groups by kind: every job of a call has the first one's.
+    const { script, run } = this.#scripts[(jobs[0] as PlannedJob).kind];
     const targets = new Map<string, number>();
     for (const job of jobs) if (!targets.has(job.listKey)) targets.set(job.listKey, targets.size + 1);
     const keys: string[] = [...targets.keys(), ...jobs.map((job) => job.marker)];
@@ -235,13 +261,13 @@ export class MarkedBatchPublisher implements Publisher {
     if (offset === undefined) offset = await this.#readClock(slot, first);
     // Whole milliseconds, rounded down: never later than the deadline meant.
     const serverDeadline = Number.isFinite(deadline) ? Math.max(1, Math.floor(deadline + offset)) : 0;
-    const args: (string | number)[] = [this.#windowMs, targets.size, serverDeadline, ...this.#script.headArgs];
+    const args: (string | number)[] = [this.#windowMs, targets.size, serverDeadline, ...script.headArgs];
     for (const job of jobs) {
       const event = events[job.index] as ClaimedEvent;
       args.push(targets.get(job.listKey) as number, job.aggregate);
-      args.push(...this.#script.itemArgs(event, job, priorityOf(event, this.#priority)));
+      args.push(...script.itemArgs(event, job, priorityOf(event, this.#priority)));
     }
-    const replies = await this.#run(keys.length, ...keys, ...args);
+    const replies = await run(keys.length, ...keys, ...args);
     const serverNow = replies.pop();
     if (typeof serverNow === 'number') this.#clockOffsets.set(slot, serverNow - performance.now());
     return replies;
@@ -267,7 +293,7 @@ export class MarkedBatchPublisher implements Publisher {
         if (replyText(err) !== undefined) this.#serverMaxBulk = null;
       }
     }
-    const noun = this.#script.noun;
+    const noun = this.#scripts[this.#kind].script.noun;
     const limits: JobLimit[] = [
       {
         bytes: this.#maxJobBytes,
@@ -292,21 +318,15 @@ export class MarkedBatchPublisher implements Publisher {
   }
 
   async #withTimeout<T>(work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new PublishUnavailableError(`Redis publish took longer than ${this.#timeoutMs} ms`)),
-        this.#timeoutMs,
-      );
-    });
     try {
-      return await Promise.race([work, timeout]);
+      return await withTimeout(
+        work,
+        this.#timeoutMs,
+        () => new PublishUnavailableError(`Redis publish took longer than ${this.#timeoutMs} ms`),
+      );
     } catch (err) {
       if (err instanceof PublishUnavailableError) throw err;
       throw new PublishUnavailableError(`Redis publish failed: ${(err as Error).message}`, { cause: err });
-    } finally {
-      clearTimeout(timer);
-      work.catch(() => {});
     }
   }
 }

@@ -3,7 +3,8 @@ import { Kysely, PostgresDialect } from 'kysely';
 import { type Config, configFromObject } from '../../src/config/load-config.js';
 import { Relay } from '../../src/outbox/relay.js';
 import type { Publisher } from '../../src/outbox/types.js';
-import { RedisListPublisher } from '../../src/publishers/redis-list.js';
+import { createPublisher } from '../../src/publishers/create-publisher.js';
+import { MarkedBatchPublisher } from '../../src/publishers/marked-batch.js';
 import { createTestDatabase, deleteRedisPrefix, REDIS_URL, redisPrefix, type TestDatabase } from './services.js';
 
 export interface OutboxFixture {
@@ -17,7 +18,7 @@ export interface OutboxFixture {
   lowQueue: string;
   highQueue: string;
   relay(overrides?: { publisher?: Publisher; config?: Config }): Relay;
-  publisher(redis?: Redis): RedisListPublisher;
+  publisher(redis?: Redis): MarkedBatchPublisher;
   /** All jobs of a list, oldest first (the order a right-popping worker sees them). */
   jobs(list?: string): Promise<Record<string, unknown>[]>;
   close(): Promise<void>;
@@ -40,13 +41,12 @@ export async function outboxFixture(label: string, outbox: Record<string, unknow
     },
   });
   const kysely = new Kysely({ dialect: new PostgresDialect({ pool: db.pool }) });
-  const publisher = (client: Redis = redis) =>
-    new RedisListPublisher(client, {
-      queuePattern: config.outbox.queuePattern,
-      defaultPriority: config.outbox.defaultPriority,
-      dedupWindowMs: config.outbox.dedupWindow,
-      timeoutMs: config.outbox.publishTimeout,
-    });
+  // The publisher the config names, built as the Manager builds it; always a Redis one here (tests call `forget`).
+  const publisher = (client: Redis = redis): MarkedBatchPublisher => {
+    const built = createPublisher(config, { redis: client });
+    if (!(built instanceof MarkedBatchPublisher)) throw new Error('the outbox fixture publishes to Redis');
+    return built;
+  };
   return {
     db,
     kysely,

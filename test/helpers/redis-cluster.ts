@@ -37,6 +37,12 @@ export async function startTestCluster(options: { replicas?: number } = {}): Pro
       ),
     );
   }
+  // Whatever the test did, its nodes and their files go with the test process: no orphan redis-server, no temp dir.
+  const killAll = () => {
+    for (const n of nodes) if (n.exitCode === null && n.signalCode === null) n.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', killAll);
   const cli = (port: number, ...args: string[]) =>
     spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 10_000 }).stdout ?? '';
   await waitFor(() => ports.every((p) => cli(p, 'ping').trim() === 'PONG'), 10_000, 'cluster nodes to start');
@@ -77,6 +83,7 @@ export async function startTestCluster(options: { replicas?: number } = {}): Pro
         ),
       );
       rmSync(dir, { recursive: true, force: true });
+      process.off('exit', killAll);
     },
   };
 }

@@ -33,9 +33,11 @@ export function idempotencyRoutes(ctx: AdminContext): AdminRoute[] {
       access: 'read',
       async handler(request) {
         const { queue, key, tenant } = keyFromQuery(request.query);
-        const record = await requireIdempotency(ctx).getRecord(queue, tenant, key);
+        const service = requireIdempotency(ctx);
+        const record = await service.getRecord(queue, tenant, key);
         if (!record) throw new IdempotencyKeyNotFoundError(key);
-        return recordJson(record);
+        const cached = service.isCached ? await service.isCached(queue, tenant, key) : null;
+        return { ...recordJson(record), cached };
       },
     },
     {

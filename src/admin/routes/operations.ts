@@ -1,7 +1,7 @@
 import { FeatureDisabledError } from '../../errors.js';
-import { CLEANUP_TYPES } from '../../maintenance/run-cleanup.js';
+import { CLEANUP_TYPES, type CleanupReport, type CleanupRequest } from '../../maintenance/run-cleanup.js';
 import { HttpErrorCode } from '../http-errors.js';
-import { type AdminContext, type AdminRoute, API_PREFIX, requireNoBody } from '../route.js';
+import { type AdminContext, type AdminRoute, API_PREFIX, outboxInspector, requireNoBody } from '../route.js';
 import { snakeKeys } from '../serialize.js';
 import { Fields, noQuery } from '../validate.js';
 
@@ -15,7 +15,7 @@ export function operationRoutes(ctx: AdminContext): AdminRoute[] {
       async handler(request) {
         const type = new Fields(request.query, 'query', ['type']).oneOf('type', CLEANUP_TYPES, 'all') ?? 'all';
         requireNoBody(request.body);
-        const report = await ctx.cleanup(type);
+        const report = await cleanup(ctx, type);
         return { type, ...(snakeKeys(report) as object) };
       },
     },
@@ -80,6 +80,30 @@ export function probeRoutes(ctx: AdminContext): AdminRoute[] {
       },
     },
   ];
+}
+
+/** `ctx.cleanup`, except that the Redis outbox (`outbox.storage_type: redis`) is cleaned in Redis, as the CLI does. */
+async function cleanup(ctx: AdminContext, type: CleanupRequest): Promise<CleanupReport> {
+  const { config } = ctx.manager;
+  if (config.outbox.storageType !== 'redis' || !config.outbox.enabled || type === 'idempotency') {
+    return ctx.cleanup(type);
+  }
+  const started = performance.now();
+  let report: CleanupReport = { durationMs: 0 };
+  if (type === 'all') {
+    report = config.idempotency.enabled
+      ? await ctx.cleanup('idempotency')
+      : { durationMs: 0, skipped: [{ type: 'idempotency', reason: 'idempotency is disabled' }] };
+  }
+  try {
+    report.outbox = await outboxInspector(ctx).cleanup(config.outbox.cleanupAfter);
+    ctx.metrics?.cleanupRun('outbox', report.outbox.deleted, true);
+  } catch (err) {
+    ctx.metrics?.cleanupRun('outbox', 0, false);
+    throw err;
+  }
+  report.durationMs = Math.round(performance.now() - started);
+  return report;
 }
 
 function notReadyError(checks: Record<string, { ok: boolean; error?: string }>) {

@@ -1,6 +1,7 @@
-import { CLEANUP_TYPES, type CleanupRequest, runCleanup } from '../../maintenance/run-cleanup.js';
+import { CLEANUP_TYPES, type CleanupReport, type CleanupRequest, runCleanup } from '../../maintenance/run-cleanup.js';
+import { RedisOutboxInspector } from '../../outbox/redis/inspector.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
-import { operatorContext, output } from './operator-context.js';
+import { type OperatorContext, operatorContext, output } from './operator-context.js';
 
 const USAGE = `Usage: exactly-once cleanup [--type idempotency|outbox|all] [--json] [--config FILE]
 
@@ -20,10 +21,7 @@ export const cleanupCommand: Command = {
     if (!CLEANUP_TYPES.includes(type)) throw new UsageError(`--type must be one of ${CLEANUP_TYPES.join(', ')}`);
     const ctx = operatorContext(values);
     try {
-      const report = await runCleanup(
-        { config: ctx.config, pool: ctx.pool(), idempotency: ctx.idempotency(), logger: ctx.logger },
-        type,
-      );
+      const report = await cleanup(ctx, type);
       output(values.json === true, report, () =>
         [
           ...(report.idempotency ? [`idempotency: deleted ${report.idempotency.deleted} expired keys`] : []),
@@ -40,3 +38,16 @@ export const cleanupCommand: Command = {
     }
   },
 };
+
+/** `runCleanup`, except that the Redis outbox (`outbox.storage_type: redis`) is cleaned in Redis. */
+async function cleanup(ctx: OperatorContext, type: CleanupRequest): Promise<CleanupReport> {
+  const deps = { config: ctx.config, pool: ctx.pool(), idempotency: ctx.idempotency(), logger: ctx.logger };
+  const o = ctx.config.outbox;
+  if (o.storageType !== 'redis' || !o.enabled || type === 'idempotency') return runCleanup(deps, type);
+  const started = performance.now();
+  const report: CleanupReport =
+    type === 'all' && ctx.config.idempotency.enabled ? await runCleanup(deps, 'idempotency') : { durationMs: 0 };
+  report.outbox = await new RedisOutboxInspector(ctx.redis(), o).cleanup(o.cleanupAfter);
+  report.durationMs = Math.round(performance.now() - started);
+  return report;
+}

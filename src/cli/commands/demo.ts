@@ -1,8 +1,13 @@
 import { Redis } from 'ioredis';
 import { Kysely, PostgresDialect, sql } from 'kysely';
+import type pg from 'pg';
+import type { HealthSource } from '../../admin/readiness.js';
+import { type AdminServerHandle, startAdminServer } from '../../admin/server.js';
+import type { Config } from '../../config/load-config.js';
 import { configFromObject } from '../../config/load-config.js';
 import { kyselyFromPool, migrateToLatest } from '../../db/migrator.js';
 import { createPool, poolTimeouts } from '../../db/pool.js';
+import type { Logger } from '../../logger.js';
 import { Manager } from '../../manager.js';
 import { Metrics } from '../../metrics/metrics.js';
 import { storeInOutbox } from '../../outbox/writer.js';
@@ -10,12 +15,18 @@ import { createRedis } from '../../redis.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
 import { cliContext } from '../context.js';
 
-const USAGE = `Usage: exactly-once demo [--orders N] [--config FILE]
+const USAGE = `Usage: exactly-once demo [--orders N] [--port N] [--exit] [--config FILE]
 
 Migrates, then writes sample orders with their events in transactions (every fifth transaction is
 rolled back on purpose), runs a relay and an idempotent consumer, redelivers a few jobs, and prints
 what flowed. Jobs go to the lists exactly-once-demo:jobqueue:{high,low}_priority, so no real queue
-is touched; the demo's tables are demo_orders and demo_shipments.`;
+is touched; the demo's tables are demo_orders and demo_shipments.
+
+In a terminal it then prints the dashboard's URL and keeps the relay and the dashboard up until
+Ctrl-C. Without a terminal (CI, scripts, docker compose), or with --exit, it exits at once.
+
+  --port N   dashboard/admin port (admin.port, default 8080; 0 picks a free one)
+  --exit     exit after the summary even in a terminal`;
 
 const PREFIX = 'exactly-once-demo:';
 const QUEUES = [`${PREFIX}jobqueue:high_priority`, `${PREFIX}jobqueue:low_priority`];
@@ -40,13 +51,23 @@ interface Written {
 export const demoCommand: Command = {
   name: 'demo',
   async run(argv) {
-    const { values } = parseFlags(argv, { orders: { type: 'string', default: '20' } });
+    const { values } = parseFlags(argv, {
+      orders: { type: 'string', default: '20' },
+      port: { type: 'string' },
+      exit: { type: 'boolean', default: false },
+    });
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
     const orders = Number(values.orders);
     if (!Number.isInteger(orders) || orders < 1 || orders > 100_000) throw new UsageError('--orders must be 1..100000');
+    const port = values.port === undefined ? undefined : Number(values.port);
+    if (port !== undefined && !(/^\d{1,5}$/.test(String(values.port)) && port <= 65535)) {
+      throw new UsageError('--port must be an integer from 0 to 65535');
+    }
+    // Only a person at a terminal can open the page; CI, scripts and `docker compose` get the summary and an exit.
+    const stayUp = process.stdout.isTTY === true && values.exit !== true;
     // Human output here; the relay's JSON logs only when something goes wrong (LOG_LEVEL overrides).
     const base = cliContext(values, { logLevel: 'warn' });
     const config = configFromObject({
@@ -54,6 +75,8 @@ export const demoCommand: Command = {
       redis: { url: base.config.redis.url },
       outbox: { queue_pattern: `${PREFIX}jobqueue:{priority}_priority`, batch_size: 100 },
     });
+    // The dashboard follows the operator's admin settings (host, port, token, read-only) from file and environment.
+    const adminConfig = { ...config, admin: base.config.admin };
     const logger = base.logger;
     const pool = createPool(config.database.url, logger, { max: 8, ...poolTimeouts(config.database) });
     const redis = createRedis(config.redis.url, logger, {
@@ -201,6 +224,7 @@ export const demoCommand: Command = {
         duplicatesCaught === redelivered.length &&
         shipped === written.size;
       console.log(ok ? 'OK: every committed event had its effect exactly once, in order' : 'FAILED: see above');
+      if (stayUp) await serveDashboard({ manager, metrics, relay, pool, logger, config: adminConfig, port });
       return ok ? 0 : 1;
     } finally {
       // On an error the consumer may still be blocked in BRPOP: end it, and its rejection, before closing up.
@@ -216,6 +240,47 @@ export const demoCommand: Command = {
 };
 
 class RolledBackOnPurpose extends Error {}
+
+/**
+ * The dashboard over the demo's relay, until SIGINT or SIGTERM. A port already taken (say by docker compose's relay)
+ * is reported, not fatal: the demo itself has succeeded.
+ */
+async function serveDashboard(options: {
+  manager: Manager;
+  metrics: Metrics;
+  relay: HealthSource;
+  pool: pg.Pool;
+  logger: Logger;
+  config: Config;
+  port: number | undefined;
+}): Promise<void> {
+  let admin: AdminServerHandle;
+  try {
+    admin = await startAdminServer({
+      manager: options.manager,
+      metrics: options.metrics,
+      relay: options.relay,
+      readPool: options.pool,
+      logger: options.logger,
+      config: options.config,
+      port: options.port,
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'the port is in use (try --port 0)' : (err as Error).message;
+    console.log(`\ndashboard not started: ${why}`);
+    return;
+  }
+  const url = new URL(admin.url);
+  if (url.hostname === '0.0.0.0' || url.hostname === '[::]') url.hostname = 'localhost';
+  console.log(`\nDashboard: ${url.origin}/  (the relay keeps running; Ctrl-C to stop)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  console.log('stopping');
+  await admin.close();
+}
 
 function redact(url: string): string {
   try {

@@ -3,6 +3,7 @@ import type { Config } from '../../config/load-config.js';
 import { createPool, poolTimeouts } from '../../db/pool.js';
 import { IdempotencyService } from '../../idempotency/index.js';
 import type { Logger } from '../../logger.js';
+import { createOutboxInspector, type OutboxInspector } from '../../outbox/inspector.js';
 import { createRedisClient, type RedisClient } from '../../redis.js';
 import type { ParsedFlags } from '../command.js';
 import { cliContext } from '../context.js';
@@ -13,6 +14,8 @@ export interface OperatorContext {
   logger: Logger;
   pool(): pg.Pool;
   redis(): RedisClient;
+  /** The outbox `outbox.storage_type` names (Postgres, or Redis). */
+  outbox(): OutboxInspector;
   /** `undefined` when idempotency is disabled in config. */
   idempotency(): IdempotencyService | undefined;
   close(): Promise<void>;
@@ -41,6 +44,7 @@ export function operatorContext(flags: ParsedFlags['values']): OperatorContext {
       redis ??= createRedisClient(config.redis, logger, { enableOfflineQueue: true });
       return redis;
     },
+    outbox: () => createOutboxInspector(config, { pool: ctx.pool, redis: ctx.redis }),
     idempotency: () => {
       if (!config.idempotency.enabled) return undefined;
       service ??= new IdempotencyService({ config, pool: ctx.pool(), redis: ctx.redis(), logger });

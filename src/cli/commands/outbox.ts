@@ -1,6 +1,6 @@
 import { outboxEventJson } from '../../admin/serialize.js';
 import { InvalidParameterError } from '../../errors.js';
-import { LIST_MAX_LIMIT, listOutboxEvents, OUTBOX_STATUSES, retryOutboxEvents } from '../../outbox/inspect.js';
+import { LIST_MAX_LIMIT, OUTBOX_STATUSES } from '../../outbox/inspect.js';
 import type { OutboxEvent, OutboxStatus } from '../../outbox/types.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
 import { operatorContext, output } from './operator-context.js';
@@ -53,14 +53,17 @@ async function list(argv: string[]): Promise<number> {
   }
   const ctx = operatorContext(values);
   try {
-    const page = await listOutboxEvents(ctx.pool(), {
-      ...(status ? { status: status as OutboxStatus } : {}),
-      ...(limit ? { limit } : {}),
-      ...(typeof values.cursor === 'string' ? { cursor: values.cursor } : {}),
-    }).catch((err) => {
-      if (err instanceof InvalidParameterError) throw new UsageError(`--${err.field}: ${err.message}`);
-      throw err;
-    });
+    const page = await ctx
+      .outbox()
+      .list({
+        ...(status ? { status: status as OutboxStatus } : {}),
+        ...(limit ? { limit } : {}),
+        ...(typeof values.cursor === 'string' ? { cursor: values.cursor } : {}),
+      })
+      .catch((err) => {
+        if (err instanceof InvalidParameterError) throw new UsageError(`--${err.field}: ${err.message}`);
+        throw err;
+      });
     const json = { events: page.events.map(outboxEventJson), next_cursor: page.nextCursor };
     output(values.json === true, json, () => table(page.events, page.nextCursor));
     return 0;
@@ -83,12 +86,13 @@ async function retry(argv: string[]): Promise<number> {
   if (all === positionals.length > 0) throw new UsageError(`give event ids or --all-failed, not both\n\n${USAGE}`);
   const ctx = operatorContext(values);
   try {
-    const result = await retryOutboxEvents(ctx.pool(), all ? { allFailed: true } : { ids: positionals }).catch(
-      (err) => {
+    const result = await ctx
+      .outbox()
+      .retry(all ? { allFailed: true } : { ids: positionals })
+      .catch((err) => {
         if (err instanceof InvalidParameterError) throw new UsageError(`${err.message} (event ids are UUIDs)`);
         throw err;
-      },
-    );
+      });
     const replayed = new Set(result.ids ?? []);
     const skipped = all ? [] : positionals.filter((id) => !replayed.has(id.toLowerCase()));
     output(values.json === true, { retried: result.retried, ids: result.ids, not_retried: skipped }, () =>

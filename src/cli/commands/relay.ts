@@ -1,11 +1,12 @@
 import type pg from 'pg';
 import { type OperationsHandle, startOperations } from '../../admin/start-operations.js';
 import { parseDuration } from '../../config/duration.js';
+import { postgresUses } from '../../config/postgres-use.js';
 import { createPool, poolTimeouts } from '../../db/pool.js';
 import { FeatureDisabledError } from '../../errors.js';
-import { Manager } from '../../manager.js';
+import { Manager, type OutboxRelay } from '../../manager.js';
 import { Metrics } from '../../metrics/metrics.js';
-import type { Relay } from '../../outbox/relay.js';
+import { RedisOutboxInspector } from '../../outbox/redis/inspector.js';
 import { createRedisClient, type RedisClient, redisConfigTarget } from '../../redis.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
 import { cliContext } from '../context.js';
@@ -17,11 +18,12 @@ const DEFAULT_WAIT_MS = 30_000;
 const USAGE = `Usage: exactly-once relay [--config FILE] [--concurrency N] [--port N] [--host ADDR] [--wait DURATION]
 
 Runs the relay daemon: moves committed outbox events into Redis, exactly once, in per-aggregate order.
-Wakes on LISTEN/NOTIFY; outbox.poll_interval is the fallback. SIGTERM or SIGINT finishes the batch in
+Wakes on LISTEN/NOTIFY (Redis outbox: its doorbell channel); outbox.poll_interval is the fallback. SIGTERM or SIGINT finishes the batch in
 flight and exits 0. Run as many as you like, on any machines.
 
 On the same port it serves the admin API (/api/v1/exactly-once/*), /metrics, /healthz and /readyz,
 and it takes part in the cluster-wide cleanup schedule (a Postgres timetable: one replica runs each tick).
+With outbox.storage_type: redis and no idempotency keys in Postgres, it never connects to Postgres.
 
   --concurrency N   claim loops in this process, 1..${MAX_CONCURRENCY} (outbox.concurrency)
   --port N          admin/metrics port, 0..65535 (admin.port, default 8080; 0 picks a free one)
@@ -67,6 +69,15 @@ export const relayCommand: Command = {
     if (!config.outbox.enabled) throw new FeatureDisabledError('outbox');
     const logger = ctx.logger.child({ component: 'cli' });
     const concurrency = config.outbox.concurrency;
+    // Nothing of this config in Postgres (the outbox and idempotency keys in Redis): no check, budget or timetable
+    // there. The pools below are still created, but a pg pool connects only when queried, and nothing queries them.
+    const usesPostgres = postgresUses(config).length > 0;
+    if (!usesPostgres) {
+      logger.info(
+        { outboxStorage: config.outbox.storageType, idempotencyStorage: config.idempotency.storage.type },
+        'Postgres is not used: the outbox is in Redis and no idempotency keys are in Postgres',
+      );
+    }
 
     // Claim loops, probes and cleanup on one pool; admin reads and the backlog gauges on their own (see ADMIN_POOL).
     const timeouts = poolTimeouts(config.database);
@@ -84,7 +95,7 @@ export const relayCommand: Command = {
     });
     const redis = createRedisClient(config.redis, ctx.logger);
     let manager: Manager | undefined;
-    let relay: Relay | undefined;
+    let relay: OutboxRelay | undefined;
     let ops: OperationsHandle | undefined;
     const release = async () => {
       await relay?.stop().catch((err) => logger.warn({ err }, 'error while stopping'));
@@ -129,7 +140,7 @@ export const relayCommand: Command = {
 
     try {
       await waitForServices(
-        config.database.url,
+        usesPostgres ? config.database.url : undefined,
         redisConfigTarget(config.redis),
         redis,
         config.database.connectTimeout,
@@ -139,20 +150,30 @@ export const relayCommand: Command = {
           signal: starting.signal,
         },
       );
-      await checkConnectionBudget(
-        pool,
-        { relayPool: relayPoolSize, adminPool: ADMIN_POOL.max, listen: 1, scheduler: SCHEDULER_CONNECTIONS },
-        concurrency,
-        logger,
-      );
+      if (usesPostgres) {
+        await checkConnectionBudget(
+          pool,
+          { relayPool: relayPoolSize, adminPool: ADMIN_POOL.max, listen: 1, scheduler: SCHEDULER_CONNECTIONS },
+          concurrency,
+          logger,
+        );
+      }
       const metrics = config.metrics.enabled
-        ? new Metrics({ config: config.metrics, pool: adminPool, logger: ctx.logger })
+        ? new Metrics({
+            config: config.metrics,
+            pool: adminPool,
+            logger: ctx.logger,
+            // The Redis outbox's backlog lives in Redis (src/outbox/redis/); the gauges read it there.
+            ...(config.outbox.storageType === 'redis'
+              ? { backlog: () => new RedisOutboxInspector(redis, config.outbox).backlog() }
+              : {}),
+          })
         : undefined;
       await reportRedisPersistence(redis, config.redis.url, logger, (target, durable) =>
         metrics?.redisPersistence(target, durable),
       );
       manager = new Manager(config, { pool, redis, logger: ctx.logger, ...(metrics ? { metrics } : {}) });
-      const created = manager.createRelay();
+      const created = manager.createOutboxRelay();
       await created.start();
       relay = created;
       ops = await startOperations({
@@ -163,6 +184,9 @@ export const relayCommand: Command = {
         port: flags.port,
         relay,
         readPool: adminPool,
+        // The timetable lives in Postgres; without it the Redis outbox's relay cleans the outbox itself, and Redis
+        // idempotency keys expire by their TTL.
+        ...(usesPostgres ? {} : { maintenance: false }),
       });
       if (ops.admin) logger.info({ url: ops.admin.url }, 'admin API, /metrics, /healthz and /readyz listening');
     } catch (err) {
@@ -178,9 +202,9 @@ export const relayCommand: Command = {
 
 class StartAborted extends Error {}
 
-/** Both services at once, one deadline; the first to give up stops the other wait. */
+/** Both services at once (Postgres only when used), one deadline; the first to give up stops the other wait. */
 async function waitForServices(
-  databaseUrl: string,
+  databaseUrl: string | undefined,
   redisTarget: string,
   redis: RedisClient,
   connectTimeoutMs: number,
@@ -193,7 +217,9 @@ async function waitForServices(
   try {
     await Promise.all(
       [
-        waitForPostgres(databaseUrl, connectTimeoutMs, { ...wait, signal: inner.signal }),
+        databaseUrl === undefined
+          ? Promise.resolve()
+          : waitForPostgres(databaseUrl, connectTimeoutMs, { ...wait, signal: inner.signal }),
         waitForRedis(redis, redisTarget, { ...wait, signal: inner.signal }),
       ].map((p) =>
         p.catch((err: unknown) => {

@@ -1,6 +1,5 @@
 import { dedupStatsJson } from '../../admin/serialize.js';
 import { FeatureDisabledError } from '../../errors.js';
-import { outboxBacklog } from '../../outbox/inspect.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
 import { operatorContext, output } from './operator-context.js';
 
@@ -34,7 +33,7 @@ export const statsCommand: Command = {
       if (!service) throw new FeatureDisabledError('idempotency');
       const [stats, backlog] = await Promise.all([
         service.getDedupStats(queue, tenant),
-        ctx.config.outbox.enabled ? outboxBacklog(ctx.pool()) : Promise.resolve(undefined),
+        ctx.config.outbox.enabled ? ctx.outbox().backlog() : Promise.resolve(undefined),
       ]);
       const json = {
         ...dedupStatsJson(stats),

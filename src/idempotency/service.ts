@@ -12,10 +12,8 @@ import {
   IdempotencyTransactionUnsupportedError,
 } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
-import { createIdempotencyStore } from './create-store.js';
-import { DatabaseStore } from './database-store.js';
+import { createIdempotencyStore, type StoreCapabilities } from './create-store.js';
 import { HookRegistry, type ProcessingHook } from './hooks.js';
-import { HotCacheStore } from './hot-cache-store.js';
 import { jsonValueProblem } from './json-value.js';
 import { type IdempotencyKey, type KeyRef, keyWithTtl, refOf, validateKey, validateRef } from './keys.js';
 import { holdingLease } from './lease.js';
@@ -47,13 +45,13 @@ type Attempt<T> = (ref: KeyRef, claim: ClaimRequest, deadline: number) => Promis
  */
 export class IdempotencyService {
   readonly store: IdempotencyStore;
+  private readonly backend: StoreCapabilities;
   private readonly cfg: Config['idempotency'];
   private readonly logger: Logger;
   private readonly metrics: IdempotencyMetrics;
   private readonly hooks: HookRegistry;
   private readonly stats: StatsBuffer;
   private readonly runDeps: RunDeps;
-  private readonly disposeStore: () => Promise<void>;
   private closed: Promise<void> | undefined;
 
   constructor(options: IdempotencyServiceOptions) {
@@ -61,14 +59,13 @@ export class IdempotencyService {
     this.logger = (options.logger ?? silentLogger).child({ component: 'idempotency' });
     this.metrics = options.metrics ?? {};
     this.hooks = new HookRegistry(this.logger);
-    const created = createIdempotencyStore(options.config, {
+    this.backend = createIdempotencyStore(options.config, {
       pool: options.pool,
       redis: options.redis,
       logger: this.logger,
       onCacheError: (queue, operation) => this.metric('storageError', queue, operation),
     });
-    this.store = created.store;
-    this.disposeStore = created.dispose;
+    this.store = this.backend.store;
     this.stats = new StatsBuffer(this.store, this.logger);
     this.runDeps = {
       hooks: this.hooks,
@@ -158,10 +155,11 @@ export class IdempotencyService {
     processor: TransactionalProcessor<T, DB>,
     options: ProcessOptions = {},
   ): Promise<ProcessResult<T>> {
-    const db = this.databaseStore();
-    const cache = this.store instanceof HotCacheStore ? this.store : undefined;
+    const db = this.backend.transactional;
+    if (!db) throw new IdempotencyTransactionUnsupportedError(this.cfg.storage.type);
+    const cache = this.backend.cache;
     return this.execute(key, options, async (ref, claim, deadline) => {
-      const cached = cache && (await cache.lookup(ref));
+      const cached = await cache?.lookup(ref);
       if (cached) return { kind: 'completed', record: cached };
       const startedAt = Date.now(); // the row's TTL starts later, inside the transaction
       const outcome = await this.op(ref.queueName, 'transaction', () =>
@@ -170,10 +168,11 @@ export class IdempotencyService {
           (trx, client) => runProcessor(this.runDeps, key, () => processor(trx, client)),
         ),
       );
+      // The transaction bypassed the store's own complete(), which would have cached the result: do it here.
       if (outcome.kind === 'ran' && cache) {
         await cache.rememberJson(ref, outcome.json, key.ttl - (Date.now() - startedAt), claim.fingerprint);
       }
-      if (outcome.kind === 'completed' && cache) await cache.remember(outcome.record);
+      if (outcome.kind === 'completed') await cache?.remember(outcome.record);
       return outcome;
     });
   }
@@ -248,13 +247,25 @@ export class IdempotencyService {
   }
 
   /**
+   * Whether the Redis hot cache holds this key's completed record (a duplicate check would be answered from Redis);
+   * `null` when the store has no hot cache. A cache that does not answer counts as not holding it.
+   *
+   * @example await service.isCached('orders', '', 'order-123') // true after the key completed
+   */
+  async isCached(queueName: string, tenantId: string, keyId: string): Promise<boolean | null> {
+    const ref = { queueName, tenantId, keyId };
+    validateRef(ref);
+    const cache = this.backend.cache;
+    if (!cache) return null;
+    return (await this.op(queueName, 'cache_get', () => cache.lookup(ref))) !== undefined;
+  }
+
+  /**
    * Remove expired records in batches (`storage.database.batch_size` for Postgres, which `idempotency.batch_size`
    * sets when given alone; `batch_size` otherwise), each batch its own short statement. Returns how many were removed. Scheduling is the caller's (once per cluster).
    */
   cleanup(): Promise<number> {
-    const batch = this.store instanceof DatabaseStore || this.store instanceof HotCacheStore;
-    const size = batch ? this.cfg.storage.database.batchSize : this.cfg.batchSize;
-    return this.op('', 'cleanup', () => this.store.cleanup(size));
+    return this.op('', 'cleanup', () => this.store.cleanup(this.backend.cleanupBatchSize));
   }
 
   /** Live records across all queues: the `exactly_once_storage_size` gauge. */
@@ -266,7 +277,7 @@ export class IdempotencyService {
   close(): Promise<void> {
     this.closed ??= (async () => {
       await this.stats.close();
-      await this.disposeStore();
+      await this.backend.dispose();
     })();
     return this.closed;
   }
@@ -345,20 +356,12 @@ export class IdempotencyService {
   private async completeWithRetry(ref: KeyRef, claim: ClaimRequest, json: string): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.op(ref.queueName, 'complete', () =>
-          this.store.complete(ref, claim.token, json, claim.ttlMs, claim.fingerprint),
-        );
+        return await this.op(ref.queueName, 'complete', () => this.store.complete(ref, claim.token, json, claim.ttlMs));
       } catch (err) {
         if (attempt >= 3) throw err;
         await new Promise((r) => setTimeout(r, 50 * attempt));
       }
     }
-  }
-
-  private databaseStore(): DatabaseStore {
-    if (this.store instanceof DatabaseStore) return this.store;
-    if (this.store instanceof HotCacheStore) return this.store.db;
-    throw new IdempotencyTransactionUnsupportedError(this.cfg.storage.type);
   }
 
   /** Count the operation; wrap driver errors as IdempotencyStorageError (our own typed errors pass through). */

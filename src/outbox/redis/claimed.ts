@@ -1,0 +1,45 @@
+import type { ClaimedEvent } from '../types.js';
+import type { StoredEventData } from './writer.js';
+
+export interface ClaimedRedisEvent extends ClaimedEvent {
+  aggregate: string;
+  /** The `destination` header: only lists are served here. */
+  destinationKind: string | undefined;
+}
+
+/** A claimed event as the Postgres relay's job builder expects it (see relay-sql.ts `toClaimed`). */
+export function toClaimed(
+  aggregate: string,
+  id: string,
+  data: string,
+  seq: string,
+  created: string,
+  retries: string,
+): ClaimedRedisEvent {
+  const e = JSON.parse(data) as StoredEventData;
+  const payload = e.p as Record<string, unknown> | null;
+  const field = (name: string) =>
+    typeof payload === 'object' && payload !== null && !Array.isArray(payload) ? payload[name] : undefined;
+  const filepath = field('filepath');
+  const filesize = field('filesize');
+  return {
+    aggregate,
+    destinationKind: e.h?.destination,
+    seq,
+    id,
+    aggregateType: e.at ?? '',
+    aggregateId: e.ai,
+    eventType: e.et,
+    tenantId: e.tn ?? '',
+    queue: e.q ?? null,
+    retryCount: Number(retries),
+    maxRetries: e.mr ?? null,
+    createdAt: new Date(Number(created)),
+    payload: JSON.stringify(e.p ?? null),
+    headers: JSON.stringify(e.h ?? {}),
+    priority: e.h?.priority ?? null,
+    traceparent: e.h?.traceparent ?? null,
+    filepath: typeof filepath === 'string' ? filepath : null,
+    filesize: typeof filesize === 'number' ? JSON.stringify(filesize) : null,
+  };
+}

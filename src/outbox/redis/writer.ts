@@ -1,0 +1,177 @@
+import {
+  OutboxDuplicateIdError,
+  OutboxEventValidationError,
+  OutboxMultiRequiredError,
+  OutboxQueueNotAllowedError,
+} from '../../errors.js';
+import { keySlot } from '../../publishers/hash-tag.js';
+import { type DestinationOptions, policyFor } from '../allowed-queues.js';
+import { uuidv7 } from '../ids.js';
+import type { NewOutboxEvent, OutboxEvent } from '../types.js';
+import { validateEvent } from '../validate-event.js';
+import { aggregateMember, DEFAULT_KEY_PREFIX, outboxKeys } from './keys.js';
+import { outboxLua } from './scripts.js';
+
+/** `storeInOutbox`'s options as the Redis outbox reads them: pass `config.outbox`. */
+export interface RedisOutboxOptions extends DestinationOptions {
+  /** `outbox.redis`. @defaultValue { keyPrefix: "eo:{outbox}:" } */
+  redis?: { keyPrefix?: string };
+}
+
+/** What the writer needs of an ioredis `multi()`: queue an EVAL. */
+interface RedisTransaction {
+  eval(script: string, numKeys: number, ...args: (string | number)[]): unknown;
+  isCluster?: boolean;
+}
+
+const STORE_LUA = outboxLua('store.lua');
+
+/**
+ * Is `handle` an ioredis client, pipeline or multi? Duck-typed (ioredis marks pipelines with `isPipeline`), so a
+ * second copy of ioredis in the app's node_modules is recognised too. Kysely and pg handles have none of these.
+ */
+export function isRedisHandle(handle: unknown): boolean {
+  if (typeof handle !== 'object' || handle === null) return false;
+  const h = handle as Record<string, unknown>;
+  if (h.isPipeline === true && typeof h.exec === 'function') return true;
+  return typeof h.multi === 'function' && typeof h.defineCommand === 'function' && typeof h.eval === 'function';
+}
+
+/**
+ * The Redis half of `storeInOutbox`: queue the events into the app's `multi()`, as one script that stores them all or
+ * none (lua/store.lua). Nothing reaches Redis before the app's EXEC: if EXEC runs, the events are stored together with
+ * the app's writes and published exactly once; if the transaction is DISCARDed (or a WATCHed key changed), never (G1).
+ *
+ * Events are validated exactly as for Postgres before anything is queued. What only the server can know, an `id` that
+ * is already stored, makes the script's reply in EXEC's result an `EO_OUTBOX_DUPLICATE_ID` error and stores none of
+ * the call's events (Redis has no rollback: the app's other commands of that EXEC still apply). Ids are generated
+ * (UUIDv7) unless you choose them, so this only concerns ids you pass.
+ *
+ * The returned events are what will be stored; `seq` is `""` and `createdAt` this process's clock, because the
+ * server assigns both at EXEC (read them back with `outbox list`).
+ */
+export function storeInRedisOutbox(
+  handle: unknown,
+  events: readonly NewOutboxEvent[],
+  single: boolean,
+  options: RedisOutboxOptions = {},
+): OutboxEvent[] {
+  const h = handle as Record<string, unknown>;
+  if (h.isPipeline !== true) throw new OutboxMultiRequiredError('an ioredis client');
+  const queued = h._queue as { name?: string }[] | undefined;
+  if (!((h._transactions as number) > 0 || queued?.[0]?.name === 'multi')) {
+    throw new OutboxMultiRequiredError('an ioredis pipeline() without MULTI');
+  }
+  const multi = handle as RedisTransaction;
+  const keys = outboxKeys(options.redis?.keyPrefix ?? DEFAULT_KEY_PREFIX);
+  const policy = policyFor(options);
+  const outboxSlot = keySlot(keys.due);
+  const index = (i: number) => (single ? undefined : i);
+  const ids: string[] = [];
+  const seen = new Map<string, number>();
+  events.forEach((e, i) => {
+    validateEvent(e, index(i));
+    if (e.headers?.destination === 'stream') {
+      throw new OutboxEventValidationError(
+        'headers.destination',
+        '"stream" is not available with outbox.storage_type: redis (it moves events onto lists)',
+        index(i),
+      );
+    }
+    if (e.queue !== undefined) {
+      const reason =
+        policy.reason(e.queue) ??
+        (e.queue.startsWith(keys.prefix)
+          ? `${JSON.stringify(e.queue)} is reserved: names starting with outbox.redis.key_prefix are the outbox's own keys`
+          : undefined) ??
+        (multi.isCluster && keySlot(e.queue) !== outboxSlot
+          ? `${JSON.stringify(e.queue)} is in cluster slot ${keySlot(e.queue)}, the outbox in slot ${outboxSlot}: ` +
+            "the relay could not move it atomically; give it the outbox key prefix's hash tag"
+          : undefined);
+      if (reason !== undefined) throw new OutboxQueueNotAllowedError(e.queue, index(i), reason);
+    }
+    const id = (e.id ?? uuidv7()).toLowerCase();
+    const first = seen.get(id);
+    if (first !== undefined) throw new OutboxDuplicateIdError(id, index(i), first);
+    seen.set(id, i);
+    ids.push(id);
+  });
+  if (events.length === 0) return [];
+
+  const eventKeys: string[] = [];
+  const listKeys: string[] = [];
+  const args: string[] = [];
+  const stored = events.map((e, i): OutboxEvent => {
+    const id = ids[i] as string;
+    const aggregateType = e.aggregateType ?? '';
+    const aggregate = aggregateMember(aggregateType, e.aggregateId);
+    const data = eventData(e);
+    eventKeys.push(keys.event(id));
+    listKeys.push(keys.aggregateList(aggregate));
+    args.push(id, data, aggregate);
+    const parsed = JSON.parse(data) as StoredEventData;
+    const now = new Date();
+    return {
+      id,
+      seq: '',
+      aggregateId: e.aggregateId,
+      aggregateType,
+      eventType: e.eventType,
+      payload: parsed.p,
+      headers: { ...(e.headers ?? {}) },
+      metadata: parsed.m ?? {},
+      tenantId: e.tenantId ?? '',
+      queue: e.queue ?? null,
+      status: 'pending',
+      retryCount: 0,
+      maxRetries: e.maxRetries ?? null,
+      nextAttemptAt: now,
+      lastError: null,
+      createdAt: now,
+      publishedAt: null,
+    };
+  });
+  // EVAL with the script's text, not EVALSHA: inside EXEC a NOSCRIPT (the server restarted, SCRIPT FLUSH, a failover)
+  // would fail only this command while the app's writes commit, losing the event. Redis caches the compiled script.
+  const fixed = [keys.seq, keys.due, keys.delayed, keys.leases, keys.pending];
+  multi.eval(
+    STORE_LUA,
+    fixed.length + eventKeys.length * 2,
+    ...fixed,
+    ...eventKeys,
+    ...listKeys,
+    ...args,
+    keys.doorbell,
+  );
+  return stored;
+}
+
+/** The event as stored in its hash's `d` field: short names, defaults left out (memory per event, see README). */
+export interface StoredEventData {
+  /** aggregateType */
+  at?: string;
+  /** aggregateId */
+  ai: string;
+  /** eventType */
+  et: string;
+  /** payload */
+  p: unknown;
+  h?: Record<string, string>;
+  m?: Record<string, unknown>;
+  /** tenantId */
+  tn?: string;
+  q?: string;
+  /** maxRetries */
+  mr?: number;
+}
+
+function eventData(e: NewOutboxEvent): string {
+  const d: StoredEventData = { ai: e.aggregateId, et: e.eventType, p: e.payload ?? null };
+  if (e.aggregateType) d.at = e.aggregateType;
+  if (e.headers && Object.keys(e.headers).length > 0) d.h = e.headers;
+  if (e.metadata && Object.keys(e.metadata).length > 0) d.m = e.metadata;
+  if (e.tenantId) d.tn = e.tenantId;
+  if (e.queue !== undefined) d.q = e.queue;
+  if (e.maxRetries !== undefined) d.mr = e.maxRetries;
+  return JSON.stringify(d);
+}
