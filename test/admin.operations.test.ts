@@ -16,6 +16,7 @@ import {
   REDIS_URL,
   redisPrefix,
   type TestDatabase,
+  waitFor,
 } from './helpers/services.js';
 
 let db: TestDatabase;
@@ -54,7 +55,9 @@ test('startOperations serves the admin API and schedules cleanup from cleanup_in
   const ops = await startOperations({ manager: backend, metrics, port: 0 });
   const url = ops.admin?.url;
   assert.ok(url);
-  assert.equal((await fetch(`${url}/readyz`)).status, 200);
+  // Each readiness check allows 2 s; under a loaded CI machine the first probe (new connections) can exceed it, which
+  // is the probe working, not the server failing: ask again until it is ready.
+  await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200, 30_000, 'GET /readyz 200');
   assert.equal((await fetch(`${url}/metrics`)).status, 200);
   const { rows } = await db.pool.query<{ type: string; interval_ms: string }>(
     `SELECT type, interval_ms FROM ${SCHEDULE_TABLE} ORDER BY type`,
