@@ -2,8 +2,8 @@ import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import { NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { type ClaimRow, claimBatchSql, toClaimed } from './relay-sql.js';
-import { OUTBOX_TABLE } from './rows.js';
+import { claimBatchSql } from './relay-sql.js';
+import { type ClaimRow, OUTBOX_TABLE, toClaimed } from './rows.js';
 import type { ClaimedEvent } from './types.js';
 
 /**

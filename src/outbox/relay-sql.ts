@@ -1,5 +1,4 @@
 import { OUTBOX_TABLE } from './rows.js';
-import type { ClaimedEvent } from './types.js';
 
 /*
  * The relay's hot-path statements. A batch is one transaction on one connection, in three round trips:
@@ -149,44 +148,3 @@ export const MARK_SQL = `
     last_error = COALESCE(r.err, o.last_error)
   FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[]) AS r(seq, status, delay_ms, err)
   WHERE o.seq = r.seq`;
-
-/** A row of the claim statement as pg returns it (bigints and JSON as text). */
-export interface ClaimRow {
-  seq: string;
-  id: string;
-  aggregate_type: string;
-  aggregate_id: string;
-  event_type: string;
-  tenant_id: string;
-  queue: string | null;
-  retry_count: number;
-  max_retries: number | null;
-  created_at: Date;
-  payload: string;
-  headers: string;
-  priority: string | null;
-  traceparent: string | null;
-  filepath: string | null;
-  filesize: string | null;
-}
-
-export function toClaimed(r: ClaimRow): ClaimedEvent {
-  return {
-    seq: r.seq,
-    id: r.id,
-    aggregateType: r.aggregate_type,
-    aggregateId: r.aggregate_id,
-    eventType: r.event_type,
-    tenantId: r.tenant_id,
-    queue: r.queue,
-    retryCount: r.retry_count,
-    maxRetries: r.max_retries,
-    createdAt: r.created_at,
-    payload: r.payload,
-    headers: r.headers,
-    priority: r.priority,
-    traceparent: r.traceparent,
-    filepath: r.filepath,
-    filesize: r.filesize,
-  };
-}

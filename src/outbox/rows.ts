@@ -1,4 +1,4 @@
-import type { OutboxEvent, OutboxStatus } from './types.js';
+import type { ClaimedEvent, OutboxEvent, OutboxStatus } from './types.js';
 
 export const OUTBOX_TABLE = 'exactly_once_outbox';
 /** NOTIFY channel the insert trigger (migrations/0001) signals. */
@@ -44,5 +44,46 @@ export function rowToEvent(row: OutboxRow): OutboxEvent {
     lastError: row.last_error,
     createdAt: row.created_at,
     publishedAt: row.published_at,
+  };
+}
+
+/** A row of the claim statement as pg returns it (bigints and JSON as text). */
+export interface ClaimRow {
+  seq: string;
+  id: string;
+  aggregate_type: string;
+  aggregate_id: string;
+  event_type: string;
+  tenant_id: string;
+  queue: string | null;
+  retry_count: number;
+  max_retries: number | null;
+  created_at: Date;
+  payload: string;
+  headers: string;
+  priority: string | null;
+  traceparent: string | null;
+  filepath: string | null;
+  filesize: string | null;
+}
+
+export function toClaimed(r: ClaimRow): ClaimedEvent {
+  return {
+    seq: r.seq,
+    id: r.id,
+    aggregateType: r.aggregate_type,
+    aggregateId: r.aggregate_id,
+    eventType: r.event_type,
+    tenantId: r.tenant_id,
+    queue: r.queue,
+    retryCount: r.retry_count,
+    maxRetries: r.max_retries,
+    createdAt: r.created_at,
+    payload: r.payload,
+    headers: r.headers,
+    priority: r.priority,
+    traceparent: r.traceparent,
+    filepath: r.filepath,
+    filesize: r.filesize,
   };
 }

@@ -7,7 +7,7 @@ export interface ClaimedRedisEvent extends ClaimedEvent {
   destinationKind: string | undefined;
 }
 
-/** A claimed event as the Postgres relay's job builder expects it (see relay-sql.ts `toClaimed`). */
+/** A claimed event as the Postgres relay's job builder expects it (see rows.ts `toClaimed`). */
 export function toClaimed(
   aggregate: string,
   id: string,
