@@ -297,7 +297,8 @@ async function notifyRelays(db: SqlExecutor): Promise<void> {
   await db.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, '']);
 }
 
-function validateIds(ids: unknown): string[] {
+/** The `ids` of a retry selection, checked (both storages' inspectors use it). */
+export function validateIds(ids: unknown): string[] {
   if (!Array.isArray(ids)) throw new InvalidParameterError('ids', 'must be an array of event ids');
   if (ids.length === 0) throw new InvalidParameterError('ids', 'must name at least one event id');
   if (ids.length > RETRY_MAX_IDS) {

@@ -12,9 +12,9 @@ import {
   OUTBOX_STATUSES,
   type OutboxBacklog,
   type OutboxPage,
-  RETRY_MAX_IDS,
   type RetryResult,
   type RetrySelection,
+  validateIds,
 } from '../inspect.js';
 import type { OutboxInspector } from '../inspector.js';
 import type { OutboxEvent, OutboxStatus } from '../types.js';
@@ -295,18 +295,6 @@ function toEvent(id: string, row: (string | null)[]): OutboxEvent {
     createdAt,
     publishedAt: pa ? new Date(Number(pa)) : null,
   };
-}
-
-function validateIds(ids: unknown): string[] {
-  if (!Array.isArray(ids)) throw new InvalidParameterError('ids', 'must be an array of event ids');
-  if (ids.length === 0) throw new InvalidParameterError('ids', 'must name at least one event id');
-  if (ids.length > RETRY_MAX_IDS) {
-    throw new InvalidParameterError('ids', `at most ${RETRY_MAX_IDS} ids per call; use all_failed for more`);
-  }
-  ids.forEach((id, i) => {
-    if (typeof id !== 'string' || !UUID_RE.test(id)) throw new InvalidParameterError(`ids[${i}]`, 'must be a UUID');
-  });
-  return ids as string[];
 }
 
 const CURSOR_RE = /^seq:(\d{1,15})$/;
