@@ -34,9 +34,14 @@ function demoInTerminal(args: string[]): {
   output: () => string;
   exited: Promise<number | null>;
 } {
-  const command = [process.execPath, BIN, 'demo', ...args].map(quote).join(' ');
+  // `script` runs the command through $SHELL -c. Dash (Debian's /bin/sh, used when SHELL is unset, as in CI) stays
+  // as the parent in the terminal's process group, gets the Ctrl-C too and dies of it (130): `exec` makes the demo
+  // the terminal's only process, as a user's shell does when it runs a command.
+  const command = `exec ${[process.execPath, BIN, 'demo', ...args].map(quote).join(' ')}`;
   const { ADMIN_TOKEN: _ignored, ...inherited } = process.env;
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...inherited, ...env } });
+  const child = spawn('script', ['-qfec', command, '/dev/null'], {
+    env: { ...inherited, SHELL: '/bin/sh', ...env },
+  });
   let out = '';
   child.stdout.on('data', (d: Buffer) => {
     out += d.toString();

@@ -81,14 +81,17 @@ export async function clusterCrashRun(t: TestContext, o: ClusterCrashOptions): P
   const relays: RelayProcess[] = [];
   let admin: HttpRelay | undefined;
   try {
+    // A alone first: started beside B, it could find the outbox already drained by B on a quick machine and never
+    // reach its second push.
     const a = spawnRelay(configFile, [], { EXACTLY_ONCE_TEST_FAULT: 'kill-after-push:2' });
-    const b = spawnRelay(configFile);
-    relays.push(a, b);
+    relays.push(a);
     assert.equal(
       (await exitWithin(a, 60_000)).signal,
       'SIGKILL',
       `relay A should crash after its push:\n${a.stderr()}`,
     );
+    const b = spawnRelay(configFile);
+    relays.push(b);
     const first = await killAfter(b, 1 / 3);
     // The replacements: one serves the admin API too, whose readiness and stats must work against the cluster.
     admin = await startHttpRelay(configFile);

@@ -29,6 +29,8 @@ export interface WorkerArgs {
   processMs?: number;
   releaseFile?: string;
   honourSignal?: boolean;
+  /** The idempotency lease; the test default (1s) when absent. */
+  lease?: string;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as WorkerArgs;
@@ -40,7 +42,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pool = new pg.Pool({ connectionString: args.databaseUrl, max: 4 });
 const redis = testRedis();
 const service = testService(
-  { databaseUrl: args.databaseUrl, keyPrefix: args.keyPrefix, variant: args.variant, waitTimeout: '10s' },
+  {
+    databaseUrl: args.databaseUrl,
+    keyPrefix: args.keyPrefix,
+    variant: args.variant,
+    waitTimeout: '10s',
+    lease: args.lease,
+  },
   { pool, redis },
 );
 const key = generateIdempotencyKey(args.queue, '', args.keySuffix);
@@ -65,6 +73,9 @@ switch (args.mode) {
         }),
       ),
     );
+    // The dedup counters are written once a second and on close (stats-buffer.ts): closed first, so the test reads
+    // every process's counts as soon as all say done.
+    await service.close();
     emit('done', {
       results: results.map((r) => (r.status === 'fulfilled' ? r.value : { error: String(r.reason) })),
     });
