@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { seedPgBoss, startPgBoss, timeNaiveRelay, timePgBossDrain, timeSqlCeiling } from './lib/baselines.js';
+import { type CpuSplit, cpuText, withCpu } from './lib/cpu.js';
 import { GRAPHILE_SCHEMA, seedGraphile, timeGraphileDrain } from './lib/graphile.js';
 import { relayConfig, seedPending, timeRelayDrain } from './lib/outbox.js';
 import { timeRelayProcesses } from './lib/relay-processes.js';
@@ -50,6 +51,8 @@ export interface DrainFigure {
     naivePerSec: number;
     vsNaive: number;
     vsCeiling: number;
+    /** CPU per 1,000 events of this drain and of the naive relay run just before it (in-process rows only) */
+    cpu?: { relay: CpuSplit; naive: CpuSplit };
   }[];
 }
 
@@ -76,17 +79,17 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
       const sqlCeilingPerSec = rate(await timeSqlCeiling({ url: db.url, batchSize: BASELINE_BATCH }));
       const naive = async (loops: number) => {
         await reseed(aggregates);
-        const perSec = rate(
-          await timeNaiveRelay({ url: db.url, redis, list: `${prefix}naive`, loops, batchSize: BASELINE_BATCH }),
+        const { result: seconds, cpuPer1000 } = await withCpu(redis, opts.events, () =>
+          timeNaiveRelay({ url: db.url, redis, list: `${prefix}naive`, loops, batchSize: BASELINE_BATCH }),
         );
         await deleteRedisPrefix(redis, prefix);
-        return perSec;
+        return { perSec: rate(seconds), cpu: cpuPer1000 };
       };
       const naivePerSec: Record<number, number> = {};
       const relays: DrainFigure['relays'] = [];
       for (const r of RELAY_SHAPES) {
         const connections = r.loops * Math.max(1, r.processes);
-        const naiveNow = await naive(connections);
+        const { perSec: naiveNow, cpu: naiveCpu } = await naive(connections);
         naivePerSec[connections] ??= naiveNow;
         await reseed(aggregates);
         const outbox = {
@@ -95,6 +98,7 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
           ...(r.batchSize === undefined ? {} : { batch_size: r.batchSize }),
         };
         const config = relayConfig(db.url, REDIS_URL, prefix, outbox);
+        let relayCpu: CpuSplit | undefined;
         const seconds =
           r.processes > 0
             ? await timeRelayProcesses({
@@ -106,7 +110,12 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
                 processes: r.processes,
                 outbox,
               })
-            : await timeRelayDrain({ config, pool: db.pool, redis, n: opts.events });
+            : await withCpu(redis, opts.events, () =>
+                timeRelayDrain({ config, pool: db.pool, redis, n: opts.events }),
+              ).then(({ result, cpuPer1000 }) => {
+                relayCpu = cpuPer1000;
+                return result;
+              });
         const perSec = rate(seconds);
         await deleteRedisPrefix(redis, prefix);
         relays.push({
@@ -118,6 +127,7 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
           naivePerSec: naiveNow,
           vsNaive: round(perSec / naiveNow),
           vsCeiling: round(perSec / sqlCeilingPerSec),
+          ...(relayCpu ? { cpu: { relay: relayCpu, naive: naiveCpu } } : {}),
         });
         opts.progress(
           `drain ${shape} ${r.label}: relay ${perSec}/s; naive x${connections} ${naiveNow}/s; ceiling ${sqlCeilingPerSec}/s`,
@@ -203,6 +213,8 @@ async function graphileDrain(
   }
 }
 
+const total = (c: CpuSplit) => c.postgres + c.redis + c.node;
+
 function drainRows(figures: DrainFigure[]): Row[] {
   const rows: Row[] = [];
   const spread = figures.find((f) => f.shape === 'spread');
@@ -277,6 +289,16 @@ function drainRows(figures: DrainFigure[]): Row[] {
         target,
         met,
       });
+      if (r.cpu && r.label === 'batch 500') {
+        rows.push({
+          benchmark: `drain ${where}: CPU per 1,000 events, relay ${r.label} (1 loop) vs the naive relay before it`,
+          figure: cpuText(r.cpu.relay),
+          baseline: `naive x1 ${cpuText(r.cpu.naive)}`,
+          ratio: `${round(total(r.cpu.relay) / total(r.cpu.naive))}x the naive relay's CPU`,
+          target: 'info (where the time goes; Postgres: every postgres process on the machine)',
+          met: undefined,
+        });
+      }
     }
   }
   return rows;

@@ -127,6 +127,29 @@ describe('event ids', () => {
     }
   });
 
+  test('one event whose id a concurrent transaction commits first (the one-row statement): typed error', async () => {
+    const id = '0190a3c4-5d6e-7f80-9a1b-000000000003';
+    const other = new pg.Client({ connectionString: fx.db.url });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await storeInOutbox(other, { ...base('single-race-winner'), id });
+      const ours = rejectsKeepingTransaction('single-race-loser', (trx) =>
+        storeInOutbox(trx, { ...base('single-race-loser'), id }),
+      );
+      await waitForLockWait();
+      await other.query('COMMIT');
+      const err = await ours;
+      assert.equal(err.code, 'EO_OUTBOX_DUPLICATE_ID', err.message);
+      assert.equal(err.id, id);
+      assert.equal(err.index, undefined, 'a single event has no index');
+      assert.equal(await outboxCount('single-race-loser'), 0);
+      assert.equal(await outboxCount('single-race-winner'), 1);
+    } finally {
+      await other.end();
+    }
+  });
+
   test('with a pg client in BEGIN, a duplicate id leaves the transaction usable', async () => {
     const existing = await fx.kysely.transaction().execute((trx) => storeInOutbox(trx, base('pg-dup-first')));
     const client = new pg.Client({ connectionString: fx.db.url });

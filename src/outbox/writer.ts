@@ -36,6 +36,17 @@ const INSERT_SQL = `
   ON CONFLICT (id) DO NOTHING
   RETURNING id, seq, created_at, next_attempt_at`;
 
+// One event, the common case: a plain VALUES row plans in a fraction of the unnest statement's time (a producer
+// transaction of one business row + one event: p50 0.93 -> 0.75 ms in bench/producer.ts). ON CONFLICT alone covers
+// both an id already committed and one committed concurrently; the NOT EXISTS above exists only to keep a batch all
+// or nothing.
+const INSERT_ONE_SQL = `
+  INSERT INTO ${OUTBOX_TABLE}
+    (id, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, max_retries)
+  VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8, $9, $10::int)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id, seq, created_at, next_attempt_at`;
+
 /**
  * Options of `storeInOutbox`; pass `config.outbox` to apply your configured destination allow-list (and, with the
  * Redis outbox, its `redis.keyPrefix`).
@@ -228,7 +239,10 @@ async function write(
 
 async function insert(executor: SqlExecutor, cols: unknown[][]): Promise<InsertedRow[]> {
   try {
-    return (await executor.query<InsertedRow>(INSERT_SQL, cols)).rows;
+    // One event: the VALUES statement takes the columns' first (only) values, not $11 (the batch's probe list).
+    const one = cols[0]?.length === 1;
+    const params = one ? cols.slice(0, 10).map((col) => col[0]) : cols;
+    return (await executor.query<InsertedRow>(one ? INSERT_ONE_SQL : INSERT_SQL, params)).rows;
   } catch (err) {
     if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(OUTBOX_TABLE, { cause: err });
     throw err;
