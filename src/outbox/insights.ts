@@ -78,7 +78,7 @@ export async function outboxTraffic(
   sinceMs: number,
   bucketMs: number,
 ): Promise<OutboxTraffic> {
-  const start = Math.floor(sinceMs / bucketMs) * bucketMs;
+  const tally = new TrafficTally(sinceMs, bucketMs);
   const dest = destinationSql(1, 2);
   const [published, backlog] = await Promise.all([
     queryOutbox<{ queue: string; bucket: string; n: string }>(
@@ -88,7 +88,7 @@ export async function outboxTraffic(
          FROM ${OUTBOX_TABLE}
         WHERE status = 'published' AND published_at >= to_timestamp($3::float8 / 1000)
         GROUP BY 1, 2`,
-      [rule.queuePattern, rule.defaultPriority, start, bucketMs],
+      [rule.queuePattern, rule.defaultPriority, tally.start, bucketMs],
     ),
     queryOutbox<{ queue: string; status: OutboxStatus; n: string }>(
       db,
@@ -99,33 +99,57 @@ export async function outboxTraffic(
       [rule.queuePattern, rule.defaultPriority],
     ),
   ]);
-  const byQueue = new Map<string, DestinationCounts>();
-  const entry = (queue: string) => {
-    let e = byQueue.get(queue);
+  for (const r of published.rows) tally.published(r.queue, Number(r.bucket) * bucketMs, Number(r.n));
+  for (const r of backlog.rows) tally.backlog(r.queue, r.status === 'pending' ? 'pending' : 'failed', Number(r.n));
+  return tally.report();
+}
+
+/** Counts traffic as both outbox storages report it: published events per time bucket, and per destination. */
+export class TrafficTally {
+  /** Start of the first bucket: `sinceMs` rounded down to a whole bucket. */
+  readonly start: number;
+  readonly #bucketMs: number;
+  readonly #buckets = new Map<number, number>();
+  readonly #destinations = new Map<string, DestinationCounts>();
+
+  constructor(sinceMs: number, bucketMs: number) {
+    this.#bucketMs = bucketMs;
+    this.start = Math.floor(sinceMs / bucketMs) * bucketMs;
+  }
+
+  /** `n` events published to `queue` at `atMs` (ms since the epoch). */
+  published(queue: string, atMs: number, n = 1): void {
+    const at = Math.floor(atMs / this.#bucketMs) * this.#bucketMs;
+    this.#buckets.set(at, (this.#buckets.get(at) ?? 0) + n);
+    this.#destination(queue).publishedRecent += n;
+  }
+
+  /** `n` events of `queue` waiting (`pending`) or dead (`failed`). */
+  backlog(queue: string, status: 'pending' | 'failed', n = 1): void {
+    this.#destination(queue)[status] += n;
+  }
+
+  /** Every bucket from `start` to the last one counted, empty ones included; destinations busiest backlog first. */
+  report(): OutboxTraffic {
+    const buckets: PublishedBucket[] = [];
+    const last = Math.max(this.start, ...this.#buckets.keys());
+    for (let at = this.start; at <= last; at += this.#bucketMs) {
+      buckets.push({ at, published: this.#buckets.get(at) ?? 0 });
+    }
+    const destinations = [...this.#destinations.values()].sort(
+      (a, b) => b.pending + b.failed - (a.pending + a.failed) || b.publishedRecent - a.publishedRecent,
+    );
+    return { buckets, destinations };
+  }
+
+  #destination(queue: string): DestinationCounts {
+    let e = this.#destinations.get(queue);
     if (!e) {
       e = { queue, pending: 0, failed: 0, publishedRecent: 0 };
-      byQueue.set(queue, e);
+      this.#destinations.set(queue, e);
     }
     return e;
-  };
-  const counts = new Map<number, number>();
-  for (const r of published.rows) {
-    const at = Number(r.bucket) * bucketMs;
-    counts.set(at, (counts.get(at) ?? 0) + Number(r.n));
-    entry(r.queue).publishedRecent += Number(r.n);
   }
-  for (const r of backlog.rows) {
-    const e = entry(r.queue);
-    if (r.status === 'pending') e.pending += Number(r.n);
-    else e.failed += Number(r.n);
-  }
-  const buckets: PublishedBucket[] = [];
-  const last = Math.max(start, ...counts.keys());
-  for (let at = start; at <= last; at += bucketMs) buckets.push({ at, published: counts.get(at) ?? 0 });
-  const destinations = [...byQueue.values()].sort(
-    (a, b) => b.pending + b.failed - (a.pending + a.failed) || b.publishedRecent - a.publishedRecent,
-  );
-  return { buckets, destinations };
 }
 
 export interface HeldAggregate {

@@ -113,16 +113,7 @@ export interface OutboxPage {
  * @example await listOutboxEvents(pool, { aggregateType: 'order', aggregateId: 'o-42', order: 'desc' });
  */
 export async function listOutboxEvents(db: SqlExecutor, options: ListOutboxOptions = {}): Promise<OutboxPage> {
-  const status = options.status;
-  if (status !== undefined && !OUTBOX_STATUSES.includes(status)) {
-    throw new InvalidParameterError('status', `must be one of ${OUTBOX_STATUSES.join(', ')}`);
-  }
-  const limit = options.limit ?? LIST_DEFAULT_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1 || limit > LIST_MAX_LIMIT) {
-    throw new InvalidParameterError('limit', `must be an integer from 1 to ${LIST_MAX_LIMIT}`);
-  }
-  const order = options.order ?? 'asc';
-  if (order !== 'asc' && order !== 'desc') throw new InvalidParameterError('order', 'must be one of asc, desc');
+  const { status, limit, order } = pageOptions(options);
   const params: unknown[] = [];
   const where: string[] = [];
   const param = (value: unknown) => {
@@ -298,6 +289,25 @@ async function notifyRelays(db: SqlExecutor): Promise<void> {
 }
 
 /** The `ids` of a retry selection, checked (both storages' inspectors use it). */
+/** The status, page size and order of a listing, checked and defaulted (both outbox storages list with them). */
+export function pageOptions(options: Pick<ListOutboxOptions, 'status' | 'limit' | 'order'>): {
+  status: OutboxStatus | undefined;
+  limit: number;
+  order: 'asc' | 'desc';
+} {
+  const status = options.status;
+  if (status !== undefined && !OUTBOX_STATUSES.includes(status)) {
+    throw new InvalidParameterError('status', `must be one of ${OUTBOX_STATUSES.join(', ')}`);
+  }
+  const limit = options.limit ?? LIST_DEFAULT_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > LIST_MAX_LIMIT) {
+    throw new InvalidParameterError('limit', `must be an integer from 1 to ${LIST_MAX_LIMIT}`);
+  }
+  const order = options.order ?? 'asc';
+  if (order !== 'asc' && order !== 'desc') throw new InvalidParameterError('order', 'must be one of asc, desc');
+  return { status, limit, order };
+}
+
 export function validateIds(ids: unknown): string[] {
   if (!Array.isArray(ids)) throw new InvalidParameterError('ids', 'must be an array of event ids');
   if (ids.length === 0) throw new InvalidParameterError('ids', 'must name at least one event id');

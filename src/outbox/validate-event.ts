@@ -1,5 +1,5 @@
-import { OutboxEventValidationError } from '../errors.js';
-import { UUID_RE } from './ids.js';
+import { OutboxDuplicateIdError, OutboxEventValidationError } from '../errors.js';
+import { UUID_RE, uuidv7 } from './ids.js';
 import type { NewOutboxEvent } from './types.js';
 
 const FIELDS = new Set([
@@ -206,4 +206,30 @@ function isPlainRecord(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null) return false;
   const proto = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
+}
+
+/**
+ * Validate the events of one `storeInOutbox` call and give each its id: the caller's, lower-cased (Postgres prints
+ * uuids in lower case, so the returned event equals the row), or a new UUIDv7. An id used twice in the call is
+ * refused. `check` adds the storage's own rules (where an event may go); `index` is undefined for a single event.
+ * Throws before anything is written.
+ */
+export function checkedIds(
+  events: readonly NewOutboxEvent[],
+  single: boolean,
+  check: (event: NewOutboxEvent, index: number | undefined) => void,
+): string[] {
+  const ids: string[] = [];
+  const seen = new Map<string, number>();
+  events.forEach((e, i) => {
+    const index = single ? undefined : i;
+    validateEvent(e, index);
+    check(e, index);
+    const id = (e.id ?? uuidv7()).toLowerCase();
+    const first = seen.get(id);
+    if (first !== undefined) throw new OutboxDuplicateIdError(id, index, first);
+    seen.set(id, i);
+    ids.push(id);
+  });
+  return ids;
 }

@@ -9,11 +9,10 @@ import {
   UnsupportedExecutorError,
 } from '../errors.js';
 import { policyFor } from './allowed-queues.js';
-import { uuidv7 } from './ids.js';
 import { isRedisHandle, type RedisOutboxOptions, storeInRedisOutbox } from './redis/writer.js';
 import { OUTBOX_TABLE } from './rows.js';
 import type { NewOutboxEvent, OutboxEvent } from './types.js';
-import { validateEvent } from './validate-event.js';
+import { checkedIds } from './validate-event.js';
 
 // One statement for one event or many: unnest() turns parallel arrays into rows, so a batch costs the producer a
 // single round trip. JSON travels as text and is cast once by Postgres. Only the columns Postgres fills in come back:
@@ -171,20 +170,10 @@ async function write(
 ): Promise<OutboxEvent[]> {
   const index = (i: number) => (single ? undefined : i);
   const policy = policyFor(options);
-  const ids: string[] = [];
-  const seen = new Map<string, number>();
-  events.forEach((e, i) => {
-    validateEvent(e, index(i));
-    if (e.queue !== undefined) {
-      const reason = policy.reason(e.queue);
-      if (reason !== undefined) throw new OutboxQueueNotAllowedError(e.queue, index(i), reason);
-    }
-    // Postgres prints uuids in lower case; storing the same form keeps the returned event equal to the row.
-    const id = (e.id ?? uuidv7()).toLowerCase();
-    const first = seen.get(id);
-    if (first !== undefined) throw new OutboxDuplicateIdError(id, index(i), first);
-    seen.set(id, i);
-    ids.push(id);
+  const ids = checkedIds(events, single, (e, at) => {
+    if (e.queue === undefined) return;
+    const reason = policy.reason(e.queue);
+    if (reason !== undefined) throw new OutboxQueueNotAllowedError(e.queue, at, reason);
   });
   if (events.length === 0) return [];
 

@@ -1,11 +1,10 @@
 import { isCluster, mastersOf, type RedisClient } from '../../redis.js';
-import type {
-  DestinationCounts,
-  FailedGroup,
-  HeldAggregate,
-  OutboxTraffic,
-  OverviewBacklog,
-  PublishedBucket,
+import {
+  type FailedGroup,
+  type HeldAggregate,
+  type OutboxTraffic,
+  type OverviewBacklog,
+  TrafficTally,
 } from '../insights.js';
 import type { DestinationRule } from '../inspect.js';
 import type { OutboxStatus } from '../types.js';
@@ -105,26 +104,14 @@ export async function redisOutboxTraffic(
   sinceMs: number,
   bucketMs: number,
 ): Promise<OutboxTraffic & { capped: boolean }> {
-  const start = Math.floor(sinceMs / bucketMs) * bucketMs;
-  const byQueue = new Map<string, DestinationCounts>();
-  const entry = (queue: string) => {
-    let e = byQueue.get(queue);
-    if (!e) {
-      e = { queue, pending: 0, failed: 0, publishedRecent: 0 };
-      byQueue.set(queue, e);
-    }
-    return e;
-  };
+  const tally = new TrafficTally(sinceMs, bucketMs);
   let capped = false;
-  const counts = new Map<number, number>();
   let looked = 0;
   for await (const ids of walk(redis, keys.published, 'desc', TRAFFIC_SCAN_CAP)) {
     looked += ids.length;
     for (const [d, pa] of await hmget(redis, keys, ids, ['d', 'pa'])) {
-      if (!d || !pa || Number(pa) < start) continue;
-      const at = Math.floor(Number(pa) / bucketMs) * bucketMs;
-      counts.set(at, (counts.get(at) ?? 0) + 1);
-      entry(queueOf(d, rule)).publishedRecent++;
+      if (!d || !pa || Number(pa) < tally.start) continue;
+      tally.published(queueOf(d, rule), Number(pa));
     }
   }
   if (looked >= TRAFFIC_SCAN_CAP) capped = true;
@@ -132,17 +119,11 @@ export async function redisOutboxTraffic(
     looked = 0;
     for await (const ids of walk(redis, keys[status], 'asc', BACKLOG_SCAN_CAP)) {
       looked += ids.length;
-      for (const [d] of await hmget(redis, keys, ids, ['d'])) if (d) entry(queueOf(d, rule))[status]++;
+      for (const [d] of await hmget(redis, keys, ids, ['d'])) if (d) tally.backlog(queueOf(d, rule), status);
     }
     if (looked >= BACKLOG_SCAN_CAP) capped = true;
   }
-  const buckets: PublishedBucket[] = [];
-  const last = Math.max(start, ...counts.keys());
-  for (let at = start; at <= last; at += bucketMs) buckets.push({ at, published: counts.get(at) ?? 0 });
-  const destinations = [...byQueue.values()].sort(
-    (a, b) => b.pending + b.failed - (a.pending + a.failed) || b.publishedRecent - a.publishedRecent,
-  );
-  return { buckets, destinations, capped };
+  return { ...tally.report(), capped };
 }
 
 /**

@@ -6,12 +6,10 @@ import type { FailedGroup, HeldAggregate, OutboxTraffic, OverviewBacklog } from 
 import {
   type DestinationRule,
   encodeCursor,
-  LIST_DEFAULT_LIMIT,
-  LIST_MAX_LIMIT,
   type ListOutboxOptions,
-  OUTBOX_STATUSES,
   type OutboxBacklog,
   type OutboxPage,
+  pageOptions,
   type RetryResult,
   type RetrySelection,
   validateIds,
@@ -68,16 +66,7 @@ export class RedisOutboxInspector implements OutboxInspector {
         );
       }
     }
-    const status = options.status;
-    if (status !== undefined && !OUTBOX_STATUSES.includes(status)) {
-      throw new InvalidParameterError('status', `must be one of ${OUTBOX_STATUSES.join(', ')}`);
-    }
-    const limit = options.limit ?? LIST_DEFAULT_LIMIT;
-    if (!Number.isInteger(limit) || limit < 1 || limit > LIST_MAX_LIMIT) {
-      throw new InvalidParameterError('limit', `must be an integer from 1 to ${LIST_MAX_LIMIT}`);
-    }
-    const order = options.order ?? 'asc';
-    if (order !== 'asc' && order !== 'desc') throw new InvalidParameterError('order', 'must be one of asc, desc');
+    const { status, limit, order } = pageOptions(options);
     const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
     const sets = status ? [this.#setOf(status)] : [this.#keys.pending, this.#keys.published, this.#keys.failed];
     // Each status set is ordered by seq: take the next limit+1 of each and merge (one more tells if a page follows).

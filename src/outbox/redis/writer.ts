@@ -1,14 +1,8 @@
-import {
-  OutboxDuplicateIdError,
-  OutboxEventValidationError,
-  OutboxMultiRequiredError,
-  OutboxQueueNotAllowedError,
-} from '../../errors.js';
+import { OutboxEventValidationError, OutboxMultiRequiredError, OutboxQueueNotAllowedError } from '../../errors.js';
 import { keySlot } from '../../publishers/hash-tag.js';
 import { type DestinationOptions, policyFor } from '../allowed-queues.js';
-import { uuidv7 } from '../ids.js';
 import type { NewOutboxEvent, OutboxEvent } from '../types.js';
-import { validateEvent } from '../validate-event.js';
+import { checkedIds } from '../validate-event.js';
 import { aggregateMember, DEFAULT_KEY_PREFIX, outboxKeys } from './keys.js';
 import { outboxLua } from './scripts.js';
 
@@ -66,35 +60,26 @@ export function storeInRedisOutbox(
   const keys = outboxKeys(options.redis?.keyPrefix ?? DEFAULT_KEY_PREFIX);
   const policy = policyFor(options);
   const outboxSlot = keySlot(keys.due);
-  const index = (i: number) => (single ? undefined : i);
-  const ids: string[] = [];
-  const seen = new Map<string, number>();
-  events.forEach((e, i) => {
-    validateEvent(e, index(i));
+  const _index = (i: number) => (single ? undefined : i);
+  const ids = checkedIds(events, single, (e, at) => {
     if (e.headers?.destination === 'stream') {
       throw new OutboxEventValidationError(
         'headers.destination',
         '"stream" is not available with outbox.storage_type: redis (it moves events onto lists)',
-        index(i),
+        at,
       );
     }
-    if (e.queue !== undefined) {
-      const reason =
-        policy.reason(e.queue) ??
-        (e.queue.startsWith(keys.prefix)
-          ? `${JSON.stringify(e.queue)} is reserved: names starting with outbox.redis.key_prefix are the outbox's own keys`
-          : undefined) ??
-        (multi.isCluster && keySlot(e.queue) !== outboxSlot
-          ? `${JSON.stringify(e.queue)} is in cluster slot ${keySlot(e.queue)}, the outbox in slot ${outboxSlot}: ` +
-            "the relay could not move it atomically; give it the outbox key prefix's hash tag"
-          : undefined);
-      if (reason !== undefined) throw new OutboxQueueNotAllowedError(e.queue, index(i), reason);
-    }
-    const id = (e.id ?? uuidv7()).toLowerCase();
-    const first = seen.get(id);
-    if (first !== undefined) throw new OutboxDuplicateIdError(id, index(i), first);
-    seen.set(id, i);
-    ids.push(id);
+    if (e.queue === undefined) return;
+    const reason =
+      policy.reason(e.queue) ??
+      (e.queue.startsWith(keys.prefix)
+        ? `${JSON.stringify(e.queue)} is reserved: names starting with outbox.redis.key_prefix are the outbox's own keys`
+        : undefined) ??
+      (multi.isCluster && keySlot(e.queue) !== outboxSlot
+        ? `${JSON.stringify(e.queue)} is in cluster slot ${keySlot(e.queue)}, the outbox in slot ${outboxSlot}: ` +
+          "the relay could not move it atomically; give it the outbox key prefix's hash tag"
+        : undefined);
+    if (reason !== undefined) throw new OutboxQueueNotAllowedError(e.queue, at, reason);
   });
   if (events.length === 0) return [];
 
