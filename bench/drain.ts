@@ -67,7 +67,7 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
   const prefix = benchPrefix('drain');
   const figures: DrainFigure[] = [];
   const reseed = async (aggregates: number) => {
-    await db.pool.query('TRUNCATE exactly_once_outbox');
+    await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     await seedPending(db.pool, opts.events, aggregates);
     await db.pool.query('VACUUM ANALYZE exactly_once_outbox');
   };
@@ -166,7 +166,7 @@ async function pgBossDrain(
   opts: BenchOptions,
   aggregates: number,
 ): Promise<number> {
-  await db.pool.query('TRUNCATE exactly_once_outbox');
+  await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
   const boss = await startPgBoss(db.url, 3);
   try {
     await seedPgBoss(boss, db.url, opts.events, aggregates);
@@ -194,7 +194,7 @@ async function graphileDrain(
   opts: BenchOptions,
   aggregates: number,
 ): Promise<number> {
-  await db.pool.query('TRUNCATE exactly_once_outbox');
+  await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
   try {
     await seedGraphile(db.url, opts.events, aggregates);
     await db.pool.query('VACUUM ANALYZE');

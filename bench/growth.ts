@@ -51,7 +51,7 @@ export async function growthBench(opts: BenchOptions): Promise<{ rows: Row[]; fi
     await db.pool.query('VACUUM ANALYZE exactly_once_outbox');
     const emptyPerSec = await drain();
 
-    await db.pool.query('TRUNCATE exactly_once_outbox');
+    await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     const t = performance.now();
     await seedPending(db.pool, opts.history, opts.aggregates, 'published');
     await seedPending(db.pool, opts.events, opts.aggregates);

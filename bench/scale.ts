@@ -45,7 +45,7 @@ export async function scaleBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
   let seedMs = 0;
   const reseed = async (status = 'pending') => {
     const t = performance.now();
-    await db.pool.query('TRUNCATE exactly_once_outbox');
+    await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     await seedPending(db.pool, n, opts.aggregates, status);
     await db.pool.query('VACUUM ANALYZE exactly_once_outbox');
     seedMs = Math.max(seedMs, performance.now() - t);
@@ -79,7 +79,7 @@ export async function scaleBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
     const clusterStreamPerSec = await drain('stream', cluster.client);
     const processesPerSec: Record<number, number> = {};
     for (const count of PROCESSES) {
-      await db.pool.query('TRUNCATE exactly_once_outbox');
+      await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
       processesPerSec[count] = rate(await timeProcesses(db, prefix, count, n, opts.aggregates, 2 * seedMs + 2000));
       await deleteRedisPrefix(redis, prefix);
       opts.progress(`scale ${count} relay process(es): ${processesPerSec[count]}/s; ceiling ${sqlCeilingPerSec}/s`);

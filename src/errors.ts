@@ -219,6 +219,7 @@ export class ServiceUnreachableError extends ExactlyOnceError {
 /** SQLSTATE codes we match on; never match Postgres errors on message text. */
 export const PgErrorCode = {
   undefinedTable: '42P01',
+  undefinedFunction: '42883',
   uniqueViolation: '23505',
   serializationFailure: '40001',
   deadlockDetected: '40P01',

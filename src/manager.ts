@@ -15,8 +15,11 @@ import {
 } from './idempotency/index.js';
 import { type Logger, silentLogger } from './logger.js';
 import { createOutboxInspector, type OutboxInspector } from './outbox/inspector.js';
+import { Relay } from './outbox/postgres/relay.js';
+import type { AfterPushHook } from './outbox/postgres/storage.js';
 import { RedisOutboxRelay } from './outbox/redis/relay.js';
-import { type PublishSummary, Relay, type RelayMetrics } from './outbox/relay.js';
+import type { OutboxRelay, RelayMetrics } from './outbox/relay-core.js';
+import type { PublishSummary } from './outbox/summary.js';
 import type { NewOutboxEvent, OutboxEvent, Publisher } from './outbox/types.js';
 import { storeInOutbox, storeInOutboxStandalone } from './outbox/writer.js';
 import { createPublisher } from './publishers/create-publisher.js';
@@ -37,8 +40,18 @@ export interface ManagerDeps {
   metrics?: RelayMetrics & IdempotencyMetrics & { trackStorageSize?(source: IdempotencyService): void };
 }
 
-/** A relay of either outbox storage: the Postgres `Relay` or, with `outbox.storage_type: redis`, `RedisOutboxRelay`. */
-export type OutboxRelay = Relay | RedisOutboxRelay;
+export type { OutboxRelay };
+
+/** Options of `Manager.createOutboxRelay`. */
+export interface CreateRelayOptions {
+  /** @defaultValue the manager's metrics */
+  metrics?: RelayMetrics;
+  relayId?: string;
+  /** Claim connections of the Postgres relay. @defaultValue the manager's pool */
+  pool?: pg.Pool;
+  /** Test-only crash switch of the Postgres relay (`TestFault.fromEnv`, built by the CLI). */
+  testFault?: AfterPushHook;
+}
 
 /**
  * The main interface, as in the reference document (docs/reference-api.md): outbox writing and publishing, idempotent processing, stats.
@@ -202,7 +215,7 @@ export class Manager {
    *
    * @example const relay = manager.createRelay(); await relay.start();
    */
-  createRelay(options: { metrics?: RelayMetrics; relayId?: string; pool?: pg.Pool } = {}): Relay {
+  createRelay(options: CreateRelayOptions = {}): Relay {
     if (this.config.outbox.storageType === 'redis') {
       throw new TypeError(
         'createRelay() relays the Postgres outbox; with outbox.storage_type: redis use createOutboxRelay()',
@@ -216,6 +229,7 @@ export class Manager {
       logger: this.logger,
       ...(metrics ? { metrics } : {}),
       ...(options.relayId ? { relayId: options.relayId } : {}),
+      ...(options.testFault ? { testFault: options.testFault } : {}),
     });
   }
 
@@ -225,7 +239,7 @@ export class Manager {
    *
    * @example const relay = manager.createOutboxRelay(); await relay.start();
    */
-  createOutboxRelay(options: { metrics?: RelayMetrics; relayId?: string; pool?: pg.Pool } = {}): OutboxRelay {
+  createOutboxRelay(options: CreateRelayOptions = {}): OutboxRelay {
     if (this.config.outbox.storageType !== 'redis') return this.createRelay(options);
     const metrics = options.metrics ?? this.#metrics;
     return new RedisOutboxRelay({

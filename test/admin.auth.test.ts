@@ -35,7 +35,7 @@ const MUTATIONS: { name: string; method: string; path: string; body?: unknown; o
 describe('mutating endpoints with ADMIN_TOKEN set', () => {
   for (const m of MUTATIONS) {
     test(`${m.name}: 401 without a token, with a wrong one, with another scheme; ${m.ok} with the right one`, async () => {
-      await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+      await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
       await seedOutbox(fx.db.pool, [{ status: 'failed' }]);
       const opts = m.body === undefined ? {} : { body: m.body };
       const refusals = [

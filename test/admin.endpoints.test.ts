@@ -171,7 +171,7 @@ describe('/idempotency', () => {
 
 describe('/outbox', () => {
   test('GET lists by status with keyset pages and the backlog', async () => {
-    await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+    await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     const ids = await seedOutbox(fx.db.pool, [
       { status: 'failed' },
       { status: 'pending', ageMs: 60_000 },
@@ -223,7 +223,7 @@ describe('/outbox', () => {
   });
 
   test('POST /outbox/retry replays failed events by id (and NOTIFYs relays); others are left alone', async () => {
-    await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+    await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     const [failedA, pending, failedB, failedC] = await seedOutbox(fx.db.pool, [
       { status: 'failed' },
       { status: 'pending' },
@@ -287,7 +287,7 @@ describe('/outbox', () => {
   });
 
   test('POST /outbox publishes due events now and says what happened', async () => {
-    await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+    await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     for (const n of [1, 2, 3])
       await storeInOutboxStandalone(fx.db.pool, { aggregateId: `a${n}`, eventType: 'e', payload: { n } });
     const res = await fx.request('POST', `${API}/outbox`);
@@ -302,7 +302,7 @@ describe('/outbox', () => {
 
 describe('POST /cleanup', () => {
   test('type=outbox deletes old published/failed rows only; type=idempotency removes expired keys', async () => {
-    await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+    await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     await seedOutbox(fx.db.pool, [
       { status: 'published', ageMs: 8 * DAY },
       { status: 'failed', ageMs: 8 * DAY },

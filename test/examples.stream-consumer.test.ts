@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { Manager } from '../src/manager.js';
-import { Relay } from '../src/outbox/relay.js';
+import { Relay } from '../src/outbox/postgres/relay.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { createPublisher } from '../src/publishers/create-publisher.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';

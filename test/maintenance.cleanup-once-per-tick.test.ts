@@ -21,7 +21,7 @@ after(async () => {
 });
 
 async function resetOutbox() {
-  await db.pool.query('TRUNCATE exactly_once_outbox');
+  await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
 }
 
 describe('outbox cleanup', () => {

@@ -70,7 +70,7 @@ describe('after a known workload the counters have the expected values', () => {
   });
 
   test('outbox metrics: published, failed, batch size, Redis round trip, backlog and its age', async () => {
-    await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+    await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     await seedOutbox(fx.db.pool, [{ status: 'pending', ageMs: 120_000, aggregateId: 'old' }]);
     for (const n of [1, 2])
       await storeInOutboxStandalone(fx.db.pool, { aggregateId: `ok-${n}`, eventType: 'e', payload: {} });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { OutboxEventValidationError } from '../src/errors.js';
-import { Relay } from '../src/outbox/relay.js';
+import { Relay } from '../src/outbox/postgres/relay.js';
 import type { NewOutboxEvent } from '../src/outbox/types.js';
 import { storeInOutbox, storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { createPublisher } from '../src/publishers/create-publisher.js';

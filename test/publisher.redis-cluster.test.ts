@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Relay } from '../src/outbox/relay.js';
+import { Relay } from '../src/outbox/postgres/relay.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { dedupMarkerKey, hashTag, keySlot } from '../src/publishers/hash-tag.js';
 import { RedisListPublisher } from '../src/publishers/redis-list.js';

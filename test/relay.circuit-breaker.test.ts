@@ -6,7 +6,7 @@ import { configFromObject } from '../src/config/load-config.js';
 import { ConfigError } from '../src/errors.js';
 import { silentLogger } from '../src/logger.js';
 import { Metrics } from '../src/metrics/metrics.js';
-import { Relay } from '../src/outbox/relay.js';
+import { Relay } from '../src/outbox/postgres/relay.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { RedisListPublisher } from '../src/publishers/redis-list.js';
 import { createRedis } from '../src/redis.js';

@@ -25,7 +25,7 @@ after(async () => {
   await fx.close();
 });
 beforeEach(async () => {
-  await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+  await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
   await fx.redis.del(fx.lowQueue);
   for (const key of await markerKeys()) await fx.redis.del(key);
   // Event n of aggregate a is written before n+1.

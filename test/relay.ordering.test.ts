@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, test } from 'node:test';
 import pg from 'pg';
 import { type Config, configFromObject } from '../src/config/load-config.js';
-import { Relay } from '../src/outbox/relay.js';
-import type { ClaimedEvent, Publisher } from '../src/outbox/types.js';
+import { Relay } from '../src/outbox/postgres/relay.js';
+import type { ClaimedEvent, Publisher, PublishOptions } from '../src/outbox/types.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 import { REDIS_URL, waitFor } from './helpers/services.js';
@@ -16,7 +16,7 @@ after(async () => {
   await fx.close();
 });
 beforeEach(async () => {
-  await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+  await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
   await fx.redis.del(fx.lowQueue);
 });
 
@@ -93,8 +93,8 @@ test('a batch pushed to Redis whose transaction never committed is not pushed ag
   const real = fx.publisher();
   // The crash window: Redis has the jobs, then the relay dies before COMMIT.
   const crashing: Publisher = {
-    async publish(batch: readonly ClaimedEvent[]) {
-      await real.publish(batch);
+    async publish(batch: readonly ClaimedEvent[], options?: PublishOptions) {
+      await real.publish(batch, options);
       throw new Error('relay died before commit');
     },
   };
@@ -106,29 +106,35 @@ test('a batch pushed to Redis whose transaction never committed is not pushed ag
   assert.equal(await fx.redis.llen(fx.lowQueue), 30);
 
   const summary = await fx.relay().publishDue();
-  assert.equal(summary.duplicates, 30, 'the dedup markers recognised every job');
+  assert.equal(summary.duplicates, 30, 'the high-water marks recognised every job');
   assert.equal(summary.published, 0);
   const jobs = await fx.jobs();
   assert.equal(jobs.length, 30);
   assert.deepEqual(new Set(jobs.map((j) => j.id)), new Set(events.map((e) => e.id)));
 });
 
-test('an aggregate held by another relay is skipped, the rest flows, and it follows once released', async () => {
+test('a lane held by another relay is skipped, the other lanes flow, and it follows once released', async () => {
+  // Two aggregates in different lanes (a lane is a hash of the aggregate, migrations/0008).
+  const { rows } = await fx.db.pool.query<{ id: string; lane: number }>(
+    `SELECT 'a' || n AS id, hashtext('acct/a' || n) & 15 AS lane FROM generate_series(1, 64) n`,
+  );
+  const busy = rows[0] as { id: string; lane: number };
+  const free = rows.find((r) => r.lane !== busy.lane) as { id: string; lane: number };
   await storeInOutboxStandalone(fx.db.pool, [
-    { aggregateType: 'acct', aggregateId: 'busy', eventType: 'e', payload: { n: 0 } },
-    { aggregateType: 'acct', aggregateId: 'free', eventType: 'e', payload: { n: 0 } },
+    { aggregateType: 'acct', aggregateId: busy.id, eventType: 'e', payload: { n: 0 } },
+    { aggregateType: 'acct', aggregateId: free.id, eventType: 'e', payload: { n: 0 } },
   ]);
-  // Another relay's open transaction holding aggregate acct/busy.
+  // Another relay's open transaction holding the busy aggregate's lane.
   const other = new pg.Client({ connectionString: fx.db.url });
   await other.connect();
   await other.query('BEGIN');
-  await other.query("SELECT pg_advisory_xact_lock(hashtext('exactly_once_outbox'), hashtext('acct/busy'))");
+  await other.query('SELECT lane FROM exactly_once_outbox_lanes WHERE lane = $1 FOR UPDATE', [busy.lane]);
   try {
     const first = await fx.relay().publishDue();
     assert.equal(first.published, 1);
     assert.deepEqual(
       (await fx.jobs()).map((j) => j.aggregate_id),
-      ['free'],
+      [free.id],
     );
   } finally {
     await other.query('COMMIT');
@@ -138,7 +144,7 @@ test('an aggregate held by another relay is skipped, the rest flows, and it foll
   assert.equal(second.published, 1);
   assert.deepEqual(
     (await fx.jobs()).map((j) => j.aggregate_id),
-    ['free', 'busy'],
+    [free.id, busy.id],
   );
 });
 

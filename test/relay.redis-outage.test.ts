@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { silentLogger } from '../src/logger.js';
-import { Relay } from '../src/outbox/relay.js';
+import { Relay } from '../src/outbox/postgres/relay.js';
 import type { Publisher } from '../src/outbox/types.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { RedisListPublisher } from '../src/publishers/redis-list.js';

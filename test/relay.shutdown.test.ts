@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Relay } from '../src/outbox/relay.js';
+import { Relay } from '../src/outbox/postgres/relay.js';
 import type { Publisher } from '../src/outbox/types.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
@@ -21,7 +21,7 @@ after(async () => {
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   test(`${signal} mid-drain: the relay finishes its batch and exits 0 within seconds; nothing lost or doubled`, async () => {
-    await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+    await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     await fx.redis.del(fx.lowQueue);
     const total = 3000;
     await storeInOutboxStandalone(
@@ -63,7 +63,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 test('relay.stop() returns only once the batch in flight is committed', async () => {
   // A caller closes its pool and Redis client as soon as stop() returns (the CLI does): a stop() that returned while
   // a batch was still between its push and its COMMIT would leave that batch to die with the connections.
-  await fx.db.pool.query('TRUNCATE exactly_once_outbox');
+  await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
   await fx.redis.del(fx.lowQueue);
   const batch = fx.config.outbox.batchSize;
   await storeInOutboxStandalone(

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { type Config, configFromObject } from '../../src/config/load-config.js';
-import { Relay, type RelayMetrics } from '../../src/outbox/relay.js';
+import { Relay, type RelayMetrics } from '../../src/outbox/postgres/relay.js';
 import type { Publisher } from '../../src/outbox/types.js';
 import { createPublisher } from '../../src/publishers/create-publisher.js';
 

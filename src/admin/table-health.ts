@@ -1,5 +1,5 @@
 import type { SqlExecutor } from '../db/executor.js';
-import { DOORBELL_APPLICATION_NAME } from '../outbox/doorbell.js';
+import { DOORBELL_APPLICATION_NAME } from '../outbox/postgres/doorbell.js';
 import { OUTBOX_TABLE } from '../outbox/rows.js';
 
 // Table health for the dashboard: what Postgres' statistics views say about our tables, the transaction that holds

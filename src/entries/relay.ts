@@ -1,12 +1,15 @@
 // `exactly-once/relay`: publishing the outbox to Redis by hand — the relay, the publishers, the Redis client factory.
 // Loads ioredis. Most applications use the Manager (`exactly-once/manager`) or the `exactly-once relay` daemon instead.
 
+export type { RelayHealth } from '../outbox/circuit-breaker.js';
 export type { OutboxInspector } from '../outbox/inspector.js';
 export { createOutboxInspector, postgresOutboxInspector } from '../outbox/inspector.js';
+export type { RelayOptions } from '../outbox/postgres/relay.js';
+export { Relay } from '../outbox/postgres/relay.js';
 export type { RedisOutboxRelayOptions } from '../outbox/redis/relay.js';
 export { RedisOutboxRelay } from '../outbox/redis/relay.js';
-export type { PublishSummary, RelayHealth, RelayMetrics, RelayOptions } from '../outbox/relay.js';
-export { Relay } from '../outbox/relay.js';
+export type { OutboxRelay, RelayMetrics } from '../outbox/relay-core.js';
+export type { PublishSummary } from '../outbox/summary.js';
 export type { ClaimedEvent, Publisher, PublishOptions, PublishOutcome } from '../outbox/types.js';
 export type { PublisherDeps } from '../publishers/create-publisher.js';
 export { createPublisher } from '../publishers/create-publisher.js';

@@ -4,7 +4,7 @@ import type { SqlExecutor } from '../db/executor.js';
 import type { CheckOutcome, IdempotencyMetrics } from '../idempotency/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type OutboxBacklog, outboxBacklog } from '../outbox/inspect.js';
-import type { RelayMetrics } from '../outbox/relay.js';
+import type { RelayMetrics } from '../outbox/relay-core.js';
 import { withTimeout } from '../timeout.js';
 import { LabelLimiter } from './label-limiter.js';
 
@@ -84,7 +84,6 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   readonly outboxFailedTotal: Counter;
   readonly outboxRetriedTotal: Counter;
   readonly outboxDuplicatesTotal: Counter;
-  readonly outboxMarkersLeftTotal: Counter;
   readonly relayCircuitState: Gauge;
   readonly outboxProcessingDuration: Histogram;
   readonly storageOperations: Counter<'operation' | 'backend'>;
@@ -163,12 +162,7 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
     });
     this.outboxDuplicatesTotal = new Counter({
       name: 'exactly_once_outbox_duplicates_total',
-      help: 'Outbox events found already in Redis (their dedup marker existed: an earlier attempt pushed them and died before COMMIT); not pushed again, marked published.',
-      registers,
-    });
-    this.outboxMarkersLeftTotal = new Counter({
-      name: 'exactly_once_outbox_markers_left_total',
-      help: 'Dedup markers of published events that the relay could not delete after its COMMIT (Redis unreachable); they expire after dedup_window.',
+      help: 'Outbox events found already written (their high-water mark said so: an earlier attempt of their batch wrote them and died before COMMIT); not written again, counted as published.',
       registers,
     });
     this.relayCircuitState = new Gauge({
@@ -277,10 +271,6 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
 
   outboxDuplicates(count: number): void {
     if (count > 0) this.outboxDuplicatesTotal.inc(count);
-  }
-
-  outboxMarkersLeft(count: number): void {
-    if (count > 0) this.outboxMarkersLeftTotal.inc(count);
   }
 
   breakerState(state: 'closed' | 'open' | 'half_open'): void {

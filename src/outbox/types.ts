@@ -75,12 +75,34 @@ export interface ClaimedEvent {
   traceparent: string | null;
   filepath: string | null;
   filesize: string | null;
+  /**
+   * Where the Postgres outbox's relay read the event: what the Redis high-water marks key on
+   * (src/publishers/lua/publish-marks.lua). Absent: the event is written without a mark.
+   */
+  position?: EventPosition;
+}
+
+/**
+ * An event's place in its lane's read order, which never changes once read (migrations/0009): `c`, an interval
+ * event (epoch: the interval number k); `s`, a parked event taken by a batch (epoch: the lane's batch number b).
+ */
+export interface EventPosition {
+  lane: number;
+  kind: 'c' | 's';
+  epoch: string;
+  seq: string;
+}
+
+/** A lane's cursor as committed when a batch was claimed: its interval and the last seq handled in it. */
+export interface LaneCursor {
+  interval: string;
+  pos: string | null;
 }
 
 /** What a publisher did with one event of a batch. */
 export type PublishOutcome =
   | { kind: 'published' }
-  /** Already pushed by an earlier attempt (its dedup marker exists); counts as published. */
+  /** Already pushed by an earlier attempt of the batch (its high-water mark says so); counts as published. */
   | { kind: 'duplicate' }
   /** Not attempted because an earlier event of the same aggregate failed in this batch; stays pending. */
   | { kind: 'held' }
@@ -93,11 +115,6 @@ export type PublishOutcome =
  */
 export interface Publisher {
   publish(events: readonly ClaimedEvent[], options?: PublishOptions): Promise<PublishOutcome[]>;
-  /**
-   * The events' rows are committed as published: drop what guarded them against a second push (dedup markers), so
-   * that guard costs memory only while a batch's outcome is unknown. Best effort: what is left expires on its own.
-   */
-  forget?(events: readonly ClaimedEvent[]): Promise<void>;
   close?(): Promise<void>;
 }
 
@@ -113,4 +130,11 @@ export interface PublishOptions {
    * ROLLBACK or leave the transaction aborted (see src/publishers/pg-boss.ts for the SAVEPOINT it uses).
    */
   client?: pg.PoolClient;
+  /**
+   * The outbox's id (`exactly_once_outbox_meta.outbox_id`): part of every high-water mark's name, so two outboxes
+   * that feed one destination never share a mark. Without it no mark is kept.
+   */
+  outboxId?: string;
+  /** Each lane's committed cursor when the batch was claimed, so marks drop what Postgres has settled. */
+  cursors?: ReadonlyMap<number, LaneCursor>;
 }

@@ -9,42 +9,42 @@ import {
   UnsupportedExecutorError,
 } from '../errors.js';
 import { policyFor } from './allowed-queues.js';
+import { EVENTS_TABLE, PARKED_TABLE } from './postgres/tables.js';
 import { isRedisHandle, type RedisOutboxOptions, storeInRedisOutbox } from './redis/writer.js';
-import { OUTBOX_TABLE } from './rows.js';
 import type { NewOutboxEvent, OutboxEvent } from './types.js';
 import { checkedIds } from './validate-event.js';
 
 // One statement for one event or many: unnest() turns parallel arrays into rows, so a batch costs the producer a
 // single round trip. JSON travels as text and is cast once by Postgres. Only the columns Postgres fills in come back:
-// returning whole rows made Node parse every payload it had just serialised. The AFTER INSERT statement trigger sends
-// the NOTIFY that wakes relays at COMMIT.
+// returning whole rows made Node parse every payload it had just serialised. The table's defaults fill in the
+// transaction id, seq, partition and lane (migrations/0008); the AFTER INSERT statement trigger rings the relays'
+// doorbell at COMMIT.
 // An id that is already taken must not raise 23505, which would abort the caller's transaction: the NOT EXISTS
-// makes the statement insert nothing when an id the caller chose ($11) is committed already, and ON CONFLICT DO
-// NOTHING covers an id that a concurrent transaction commits while we wait on its row. Fewer rows back than events
-// sent means a duplicate; see `write`. Generated (UUIDv7) ids are not probed, so without caller-chosen ids the
-// NOT EXISTS costs nothing.
+// makes the statement insert nothing when an id the caller chose ($11) is stored already (in any partition of the
+// ring, or parked), and ON CONFLICT DO NOTHING covers an id that a concurrent transaction commits into the same
+// partition while we wait on its row. Fewer rows back than events sent means a duplicate; see `write`. Generated
+// (UUIDv7) ids are not probed, so without caller-chosen ids the NOT EXISTS costs nothing.
 const INSERT_SQL = `
-  INSERT INTO ${OUTBOX_TABLE}
+  INSERT INTO ${EVENTS_TABLE}
     (id, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, max_retries)
   SELECT id, aggregate_type, aggregate_id, event_type, payload::jsonb, headers::jsonb, metadata::jsonb, tenant_id,
          queue, max_retries
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
               $9::text[], $10::int[])
     AS e(id, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, max_retries)
-  WHERE NOT EXISTS (SELECT 1 FROM ${OUTBOX_TABLE} o WHERE o.id = ANY($11::uuid[]))
-  ON CONFLICT (id) DO NOTHING
-  RETURNING id, seq, created_at, next_attempt_at`;
+  WHERE NOT EXISTS (SELECT 1 FROM ${EVENTS_TABLE} o WHERE o.id = ANY($11::uuid[]))
+    AND NOT EXISTS (SELECT 1 FROM ${PARKED_TABLE} p WHERE p.id = ANY($11::uuid[]))
+  ON CONFLICT DO NOTHING
+  RETURNING id, seq, created_at`;
 
-// One event, the common case: a plain VALUES row plans in a fraction of the unnest statement's time (a producer
-// transaction of one business row + one event: p50 0.93 -> 0.75 ms in bench/producer.ts). ON CONFLICT alone covers
-// both an id already committed and one committed concurrently; the NOT EXISTS above exists only to keep a batch all
-// or nothing.
+// One event with a generated id, the common case: a plain VALUES row plans in a fraction of the unnest statement's
+// time (bench/producer.ts). A UUIDv7 never clashes; ON CONFLICT is there for the impossible anyway.
 const INSERT_ONE_SQL = `
-  INSERT INTO ${OUTBOX_TABLE}
+  INSERT INTO ${EVENTS_TABLE}
     (id, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, max_retries)
   VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8, $9, $10::int)
-  ON CONFLICT (id) DO NOTHING
-  RETURNING id, seq, created_at, next_attempt_at`;
+  ON CONFLICT DO NOTHING
+  RETURNING id, seq, created_at`;
 
 /**
  * Options of `storeInOutbox`; pass `config.outbox` to apply your configured destination allow-list (and, with the
@@ -218,7 +218,7 @@ async function write(
       status: 'pending',
       retryCount: 0,
       maxRetries: e.maxRetries ?? null,
-      nextAttemptAt: row.next_attempt_at,
+      nextAttemptAt: row.created_at,
       lastError: null,
       createdAt: row.created_at,
       publishedAt: null,
@@ -228,12 +228,13 @@ async function write(
 
 async function insert(executor: SqlExecutor, cols: unknown[][]): Promise<InsertedRow[]> {
   try {
-    // One event: the VALUES statement takes the columns' first (only) values, not $11 (the batch's probe list).
-    const one = cols[0]?.length === 1;
+    // One event with a generated id: the VALUES statement takes the columns' first (only) values. A chosen id goes
+    // through the batch statement, whose probe finds it in any partition.
+    const one = cols[0]?.length === 1 && cols[10]?.length === 0;
     const params = one ? cols.slice(0, 10).map((col) => col[0]) : cols;
     return (await executor.query<InsertedRow>(one ? INSERT_ONE_SQL : INSERT_SQL, params)).rows;
   } catch (err) {
-    if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(OUTBOX_TABLE, { cause: err });
+    if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(EVENTS_TABLE, { cause: err });
     throw err;
   }
 }
@@ -247,13 +248,14 @@ async function insert(executor: SqlExecutor, cols: unknown[][]): Promise<Inserte
 async function takenIndex(executor: SqlExecutor, ids: readonly string[], inserted: readonly InsertedRow[]) {
   if (inserted.length > 0) {
     const insertedIds = inserted.map((r) => r.id);
-    await executor.query(`DELETE FROM ${OUTBOX_TABLE} WHERE id = ANY($1::uuid[])`, [insertedIds]);
+    await executor.query(`DELETE FROM ${EVENTS_TABLE} WHERE id = ANY($1::uuid[])`, [insertedIds]);
     const kept = new Set(insertedIds);
     return ids.findIndex((id) => !kept.has(id));
   }
-  const { rows } = await executor.query<{ id: string }>(`SELECT id FROM ${OUTBOX_TABLE} WHERE id = ANY($1::uuid[])`, [
-    ids,
-  ]);
+  const { rows } = await executor.query<{ id: string }>(
+    `SELECT id FROM ${EVENTS_TABLE} WHERE id = ANY($1::uuid[]) UNION SELECT id FROM ${PARKED_TABLE} WHERE id = ANY($1::uuid[])`,
+    [ids],
+  );
   const taken = new Set(rows.map((r) => r.id));
   return ids.findIndex((id) => taken.has(id));
 }
@@ -262,5 +264,4 @@ interface InsertedRow extends Record<string, unknown> {
   id: string;
   seq: string;
   created_at: Date;
-  next_attempt_at: Date;
 }

@@ -1,6 +1,6 @@
 import type { ClaimedEvent, PublishOutcome } from '../outbox/types.js';
 import type { DestinationKind } from './destination-kind.js';
-import { dedupMarkerKey, keySlot } from './hash-tag.js';
+import { keySlot } from './hash-tag.js';
 import { jobJson } from './job.js';
 
 /** One job ready for the script. */
@@ -10,7 +10,6 @@ export interface PlannedJob {
   /** List or stream: which script writes it. */
   kind: DestinationKind;
   listKey: string;
-  marker: string;
   /** Aggregate identity; the script holds later jobs of an aggregate after one fails. */
   aggregate: string;
   json: string;
@@ -79,8 +78,7 @@ export function planBatch(
       outcomes[index] = { kind: 'failed', error: `job cannot be built: ${(err as Error).message}` };
       return;
     }
-    const marker = dedupMarkerKey(listKey, event.id);
-    const size = oversize(json, marker, options.limit.bytes);
+    const size = oversize(json, listKey, options.limit.bytes);
     if (size !== undefined) {
       blocked.add(aggregate);
       outcomes[index] = { kind: 'failed', error: options.limit.describe(size) };
@@ -92,22 +90,22 @@ export function planBatch(
       jobs = [];
       groups.set(group, jobs);
     }
-    jobs.push({ index, kind, listKey, marker, aggregate, json });
+    jobs.push({ index, kind, listKey, aggregate, json });
   });
   return [...groups.values()];
 }
 
 /** The UTF-8 size of the largest argument a job adds to a call, when it is above `limit`. */
-function oversize(json: string, marker: string, limit: number): number | undefined {
+function oversize(json: string, listKey: string, limit: number): number | undefined {
   // UTF-8 takes at most 3 bytes per UTF-16 unit: most jobs are cleared without encoding them.
-  if (Math.max(json.length, marker.length) * 3 <= limit) return undefined;
-  const size = largestArgument({ json, marker });
+  if (Math.max(json.length, listKey.length) * 3 <= limit) return undefined;
+  const size = largestArgument({ json, listKey });
   return size > limit ? size : undefined;
 }
 
-/** Bytes of the largest argument (job JSON or marker key) a job sends. */
-export function largestArgument(job: Pick<PlannedJob, 'json' | 'marker'>): number {
-  return Math.max(Buffer.byteLength(job.json, 'utf8'), Buffer.byteLength(job.marker, 'utf8'));
+/** Bytes of the largest argument (job JSON or destination key) a job sends. */
+export function largestArgument(job: Pick<PlannedJob, 'json' | 'listKey'>): number {
+  return Math.max(Buffer.byteLength(job.json, 'utf8'), Buffer.byteLength(job.listKey, 'utf8'));
 }
 
 /**

@@ -69,16 +69,25 @@ function slotTag(slot: number): string {
   return tag;
 }
 
+/** Every high-water mark's name contains this; the allow-list reserves it (src/outbox/allowed-queues.ts). */
+export const MARK_INFIX = ':eo:hwm:';
+
 /**
- * The dedup marker of event `id` published to `listKey`; always in the list's slot, whatever the list key is.
+ * The high-water mark of one outbox lane in one destination (src/publishers/lua/publish-marks.lua); always in the
+ * destination's slot, whatever the destination key is, so the script that writes the events writes the mark too.
  *
- * Normally `{<tag>}:eo:dedup:<id>`, `<tag>` being the list's effective hash-tag content (the whole key when it has no
- * tag), so Redis reads back the same tag. That fails when the tag is empty or holds a `}` (`x}y`, `{}abc`: Redis would
- * hash `x`, or the whole marker): those markers are named `{eo-slot-<slot>-<n>}:eo:dedup:<id>` instead, a tag chosen
- * to hash to the list's slot. Markers are per event id, so the tag only places the key; it never has to name the list.
+ * Normally `{<tag>}:eo:hwm:<outbox id>:<lane>`, `<tag>` being the destination's effective hash-tag content (the whole
+ * key when it has no tag), so Redis reads back the same tag. That fails when the tag is empty or holds a `}` (`x}y`,
+ * `{}abc`: Redis would hash `x`, or the whole mark): those marks use `{eo-slot-<slot>-<n>}`, a tag chosen to hash to
+ * the destination's slot, and end with the destination key itself, so two such destinations in one slot never share
+ * a mark. The outbox id keeps two databases' outboxes that feed one list apart.
+ *
+ * @example markKey('jobqueue:low_priority', '3f2a...', 7) // '{jobqueue:low_priority}:eo:hwm:3f2a...:7'
  */
-export function dedupMarkerKey(listKey: string, id: string): string {
-  const tag = hashTag(listKey);
-  const braced = tag.length > 0 && !tag.includes('}');
-  return `{${braced ? tag : slotTag(keySlot(listKey))}}:eo:dedup:${id}`;
+export function markKey(destination: string, outboxId: string, lane: number): string {
+  const tag = hashTag(destination);
+  const braced = tag.length > 0 && !tag.includes('}') && tag === destination;
+  if (braced) return `{${tag}}${MARK_INFIX}${outboxId}:${lane}`;
+  if (tag.length > 0 && !tag.includes('}')) return `{${tag}}${MARK_INFIX}${outboxId}:${lane}:${destination}`;
+  return `{${slotTag(keySlot(destination))}}${MARK_INFIX}${outboxId}:${lane}:${destination}`;
 }

@@ -5,7 +5,7 @@ import { isCluster, type RedisClient } from '../redis.js';
 import { withTimeout } from '../timeout.js';
 import { chunkJobs, type JobLimit, largestArgument, type PlannedJob, planBatch } from './batch-plan.js';
 import { type DestinationKind, destinationKindOf, LIST_SCRIPT, streamScript } from './destination-kind.js';
-import { dedupMarkerKey, keySlot } from './hash-tag.js';
+import { keySlot, markKey } from './hash-tag.js';
 import { priorityOf } from './job.js';
 import { isBulkTooLarge, isOutage, isOutageReply, replyText } from './publish-errors.js';
 
@@ -18,9 +18,9 @@ export interface MarkedBatchOptions {
   queuePattern?: string;
   /** @defaultValue "low" */
   defaultPriority?: 'high' | 'low';
-  /** Dedup marker lifetime in ms (`outbox.dedup_window`). @defaultValue 24h */
+  /** How long an idle high-water mark lives, in ms (`outbox.dedup_window`). @defaultValue 24h */
   dedupWindowMs?: number;
-  /** A batch slower than this throws (the relay retries it; markers make the retry safe). @defaultValue 5000 */
+  /** A batch slower than this throws (the relay retries it; the marks make the retry safe). @defaultValue 5000 */
   timeoutMs?: number;
   /**
    * Largest job (UTF-8 bytes of its JSON) to write (`outbox.max_job_bytes`); a larger one fails on its own. The
@@ -43,15 +43,15 @@ export interface MarkedBatchOptions {
 export interface MarkedScript {
   /** ioredis command name the script is defined under. */
   command: string;
-  /** The script's file in ./lua/; publish-deadline.lua is prepended to it. */
+  /** The script's file in ./lua/; publish-marks.lua and publish-deadline.lua are prepended to it. */
   file: string;
   /** What one item is called in messages: `job` (list) or `entry` (stream). */
   noun: string;
   /** Names the write in an outage message, e.g. `a push`. */
   write: string;
-  /** Arguments after `[window, key count, deadline]`, the same for every call (e.g. MAXLEN and field names). */
+  /** Arguments after the marks' arguments, the same for every call (e.g. MAXLEN and field names). */
   headArgs: readonly (string | number)[];
-  /** Arguments of one item after its key index and aggregate token. */
+  /** Arguments of one item after its key index, mark index, aggregate token and position. */
   itemArgs(event: ClaimedEvent, job: PlannedJob, priority: 'high' | 'low'): (string | number)[];
 }
 
@@ -65,14 +65,17 @@ interface KindScript {
 
 /**
  * The part of a Redis publisher that does not depend on the destination's type: plan a batch into per-slot calls of
- * a marker-guarded script (one script per destination kind), attribute each reply to its event, fence late calls with a deadline on the server's
- * clock, respect the server's proto-max-bulk-len, and delete a committed batch's markers (`forget`).
+ * a mark-guarded script (one script per destination kind), attribute each reply to its event, fence late calls with
+ * a deadline on the server's clock, and respect the server's proto-max-bulk-len.
  *
- * Every script it runs takes `KEYS = [destinations..., markers...]` and `ARGV = [window, destinations, deadline,
- * ...headArgs, per item: destination index, aggregate token, ...itemArgs]`, and returns one reply per item (1 written,
- * 0 duplicate, 2 held, or the error text), then the server's clock in ms; past its deadline it replies `STALE ...`.
+ * Every script it runs takes `KEYS = [destinations..., marks...]` and `ARGV = [deadline, window, destinations, marks,
+ * per mark: committed interval and position, ...headArgs, per item: destination index, mark index, aggregate token,
+ * kind, epoch, seq, ...itemArgs]`, and returns one reply per item (1 written, 0 written by an earlier attempt, 2 held,
+ * or the error text), then the server's clock in ms; past its deadline it replies `STALE ...`. The marks
+ * (lua/publish-marks.lua) are one hash per outbox lane and destination, in the destination's slot: exactly once (G2)
+ * with a fixed number of keys, whatever the traffic.
  *
- * Failures are attributed, so that one event can never stop the outbox (issue 9.1):
+ * Failures are attributed, so that one event can never stop the outbox:
  * - An error only one event causes is that event's `failed` outcome — the relay retries it with backoff, then marks it
  *   `failed` — and later events of its aggregate are `held`; every other aggregate of the batch is published in the
  *   same batch. Caught before Redis: an item that cannot be built, an item above `maxJobBytes` or the server's
@@ -81,8 +84,7 @@ interface KindScript {
  *   item to find the event(s) to blame.
  * - The server's state (connection lost, timeout, LOADING, READONLY, BUSY, OOM when full, CLUSTERDOWN, ... see
  *   publish-errors.ts) throws `PublishUnavailableError`: the relay rolls back and backs off, counting no retry. Items
- *   already written keep their markers, so the next attempt records them as duplicates instead of writing again
- *   (G2: each event is pushed once within the dedup window).
+ *   already written are in their marks, so the next attempt records them as duplicates instead of writing again.
  *
  * The kind of destination is per event: the publisher's own (`kind`), or the one its `destination` header names
  * (destination-kind.ts). A batch may mix kinds; planBatch groups it by kind and slot, one script per group.
@@ -155,31 +157,11 @@ export class MarkedBatchPublisher implements Publisher {
           limit: await this.#jobLimit(),
         });
         // Slots in parallel; within a slot, calls in order (a group is one call unless its items are huge).
-        await Promise.all(groups.map((jobs) => this.#runGroup(events, jobs, outcomes, deadline)));
+        await Promise.all(groups.map((jobs) => this.#runGroup(events, jobs, outcomes, deadline, options)));
       })(),
     );
     this.#onRoundTrip?.((performance.now() - started) / 1000);
     return outcomes;
-  }
-
-  /**
-   * Delete the dedup markers of events whose rows are committed as published: one UNLINK per slot, in parallel.
-   * Rejects if any UNLINK failed; whatever it did not delete expires after `dedupWindowMs`.
-   */
-  async forget(events: readonly ClaimedEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    const bySlot = new Map<number, string[]>();
-    for (const event of events) {
-      const key = this.keyFor(event);
-      const slot = this.#cluster ? keySlot(key) : 0;
-      let keys = bySlot.get(slot);
-      if (!keys) {
-        keys = [];
-        bySlot.set(slot, keys);
-      }
-      keys.push(dedupMarkerKey(key, event.id));
-    }
-    await Promise.all([...bySlot.values()].map((keys) => this.#redis.unlink(...keys)));
   }
 
   async #runGroup(
@@ -187,10 +169,11 @@ export class MarkedBatchPublisher implements Publisher {
     jobs: readonly PlannedJob[],
     outcomes: PublishOutcome[],
     deadline: number,
+    options: PublishOptions,
   ): Promise<void> {
     const failed = new Set<string>();
     for (const chunk of chunkJobs(jobs, this.#maxCallChars)) {
-      await this.#runCall(events, chunk, outcomes, failed, deadline);
+      await this.#runCall(events, chunk, outcomes, failed, deadline, options);
     }
   }
 
@@ -201,6 +184,7 @@ export class MarkedBatchPublisher implements Publisher {
     outcomes: PublishOutcome[],
     failed: Set<string>,
     deadline: number,
+    options: PublishOptions,
   ): Promise<void> {
     const live = jobs.filter((job) => {
       if (!failed.has(job.aggregate)) return true;
@@ -210,7 +194,7 @@ export class MarkedBatchPublisher implements Publisher {
     if (live.length === 0) return;
     let replies: (number | string)[];
     try {
-      replies = await this.#call(events, live, deadline);
+      replies = await this.#call(events, live, deadline, options);
     } catch (err) {
       if (replyText(err)?.startsWith('STALE ') === true) {
         // Our clock estimate may be off (a clock step on either side): ask the server again next time.
@@ -230,7 +214,7 @@ export class MarkedBatchPublisher implements Publisher {
         return;
       }
       // Refused as a whole (CROSSSLOT, NOPERM on one key, ...): one call per item finds the event to blame.
-      for (const job of live) await this.#runCall(events, [job], outcomes, failed, deadline);
+      for (const job of live) await this.#runCall(events, [job], outcomes, failed, deadline, options);
       return;
     }
     live.forEach((job, j) => {
@@ -249,24 +233,49 @@ export class MarkedBatchPublisher implements Publisher {
     });
   }
 
-  async #call(events: readonly ClaimedEvent[], jobs: readonly PlannedJob[], deadline: number) {
+  async #call(
+    events: readonly ClaimedEvent[],
+    jobs: readonly PlannedJob[],
+    deadline: number,
+    options: PublishOptions,
+  ): Promise<(number | string)[]> {
     // planBatch groups by kind: every job of a call has the first one's.
     const { script, run } = this.#scripts[(jobs[0] as PlannedJob).kind];
     const targets = new Map<string, number>();
-    for (const job of jobs) if (!targets.has(job.listKey)) targets.set(job.listKey, targets.size + 1);
-    const keys: string[] = [...targets.keys(), ...jobs.map((job) => job.marker)];
+    const marks = new Map<string, number>();
+    const markArgs: (string | number)[] = [];
+    const items: (string | number)[] = [];
+    for (const job of jobs) {
+      const event = events[job.index] as ClaimedEvent;
+      let target = targets.get(job.listKey);
+      if (target === undefined) {
+        target = targets.size + 1;
+        targets.set(job.listKey, target);
+      }
+      const at = event.position;
+      let mark = 0;
+      if (at && options.outboxId) {
+        const key = markKey(job.listKey, options.outboxId, at.lane);
+        mark = marks.get(key) ?? 0;
+        if (mark === 0) {
+          mark = marks.size + 1;
+          marks.set(key, mark);
+          const cursor = options.cursors?.get(at.lane);
+          markArgs.push(cursor?.interval ?? -1, cursor?.pos ?? -1);
+        }
+      }
+      items.push(target, mark, job.aggregate, at?.kind ?? '-', at?.epoch ?? 0, at?.seq ?? 0);
+      items.push(...script.itemArgs(event, job, priorityOf(event, this.#priority)));
+    }
+    const keys: string[] = [...targets.keys(), ...marks.keys()];
     const first = keys[0] as string;
     const slot = this.#cluster ? keySlot(first) : 0;
     let offset = this.#clockOffsets.get(slot);
     if (offset === undefined) offset = await this.#readClock(slot, first);
     // Whole milliseconds, rounded down: never later than the deadline meant.
     const serverDeadline = Number.isFinite(deadline) ? Math.max(1, Math.floor(deadline + offset)) : 0;
-    const args: (string | number)[] = [this.#windowMs, targets.size, serverDeadline, ...script.headArgs];
-    for (const job of jobs) {
-      const event = events[job.index] as ClaimedEvent;
-      args.push(targets.get(job.listKey) as number, job.aggregate);
-      args.push(...script.itemArgs(event, job, priorityOf(event, this.#priority)));
-    }
+    const args: (string | number)[] = [serverDeadline, this.#windowMs, targets.size, marks.size, ...markArgs];
+    args.push(...script.headArgs, ...items);
     const replies = await run(keys.length, ...keys, ...args);
     const serverNow = replies.pop();
     if (typeof serverNow === 'number') this.#clockOffsets.set(slot, serverNow - performance.now());
@@ -331,8 +340,11 @@ export class MarkedBatchPublisher implements Publisher {
   }
 }
 
-/** A publish script's text: the shared deadline check (lua/publish-deadline.lua), then the script itself. */
+/**
+ * A publish script's text: the high-water marks (lua/publish-marks.lua), the shared deadline check
+ * (lua/publish-deadline.lua), then the script itself.
+ */
 function publishScript(file: string): string {
   const read = (name: string) => readFileSync(new URL(`./lua/${name}`, import.meta.url), 'utf8');
-  return `${read('publish-deadline.lua')}\n${read(file)}`;
+  return `${read('publish-marks.lua')}\n${read('publish-deadline.lua')}\n${read(file)}`;
 }

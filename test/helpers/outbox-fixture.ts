@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { Kysely, PostgresDialect } from 'kysely';
 import { type Config, configFromObject } from '../../src/config/load-config.js';
-import { Relay } from '../../src/outbox/relay.js';
+import { Relay } from '../../src/outbox/postgres/relay.js';
 import type { Publisher } from '../../src/outbox/types.js';
 import { createPublisher } from '../../src/publishers/create-publisher.js';
 import { MarkedBatchPublisher } from '../../src/publishers/marked-batch.js';

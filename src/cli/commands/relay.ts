@@ -6,6 +6,7 @@ import { createPool, poolTimeouts } from '../../db/pool.js';
 import { FeatureDisabledError } from '../../errors.js';
 import { Manager, type OutboxRelay } from '../../manager.js';
 import { Metrics } from '../../metrics/metrics.js';
+import { TestFault } from '../../outbox/fault-injection.js';
 import { RedisOutboxInspector } from '../../outbox/redis/inspector.js';
 import { createRedisClient, type RedisClient, redisConfigTarget } from '../../redis.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
@@ -173,7 +174,9 @@ export const relayCommand: Command = {
         metrics?.redisPersistence(target, durable),
       );
       manager = new Manager(config, { pool, redis, logger: ctx.logger, ...(metrics ? { metrics } : {}) });
-      const created = manager.createOutboxRelay();
+      // The crash switch of the crash tests (EXACTLY_ONCE_TEST_FAULT): read here, never inside the library.
+      const testFault = TestFault.fromEnv(process.env, logger);
+      const created = manager.createOutboxRelay(testFault ? { testFault } : {});
       await created.start();
       relay = created;
       ops = await startOperations({

@@ -1,10 +1,10 @@
 import pg from 'pg';
-import type { SqlExecutor } from '../db/executor.js';
-import type { Logger } from '../logger.js';
-import { withTimeout } from '../timeout.js';
-import { backoffDelay } from './backoff.js';
-import { OUTBOX_CHANNEL } from './rows.js';
-import type { Wakeup } from './wakeup.js';
+import type { SqlExecutor } from '../../db/executor.js';
+import type { Logger } from '../../logger.js';
+import { withTimeout } from '../../timeout.js';
+import { backoffDelay } from '../backoff.js';
+import type { Wakeup } from '../wakeup.js';
+import { OUTBOX_CHANNEL } from './tables.js';
 
 const RECONNECT_BACKOFF = { initialDelay: 100, maxDelay: 5000, multiplier: 2, jitter: true };
 /** Session lock a draining relay (the "watchman") holds exclusively; the trigger probes it shared (migrations/0005). */

@@ -1,0 +1,293 @@
+import { type Kysely, sql } from 'kysely';
+
+/**
+ * The relay's cursor functions over 0008's tables (src/outbox/postgres/ runs them; docs/outbox-storage.md has the
+ * design). Server-side because a claim visits lanes one by one until its batch is full, locking only the lanes it
+ * reads, and each step needs a snapshot taken after the previous one: one round trip instead of one per lane.
+ *
+ * How a lane is read. Its cursor (latest `exactly_once_outbox_progress` row) names two snapshots: `done` (every event
+ * of the lane visible in it is handled) and `target`; the interval between them is read in write order (`seq`) up to
+ * `pos`. An event belongs to the interval when its transaction is visible in `target` and not in `done`, so a
+ * producer transaction that stays open is neither skipped (it is invisible in `done`, found in a later interval) nor
+ * waited for (the others are visible without it). In write order, such a late transaction's events can sit below
+ * everything else of the interval: they are the stragglers, found by transaction id among `done`'s open
+ * transactions (its xip list) with `seq <= done_lo`; the rest is a walk of `(lane, seq)` from `done_lo` to
+ * `target_hi`. Why nothing falls between the two: `seq` is taken after the transaction id (0008's CASE), and
+ * `done_lo` was read before `done` was taken, so an event with `seq <= done_lo` belongs to a transaction that had its
+ * id before `done`: visible in `done` (handled) or in its xip list (a straggler). `target_hi` was read after `target`
+ * was taken: every event visible in `target` has `seq <= target_hi`.
+ *
+ * Intervals are fixed before anything in them is pushed: a claim reads only an interval a committed cursor names,
+ * and the commit that finishes an interval names the next one (`exactly_once_outbox_advance`); a lane whose interval
+ * is used up names the next one in the claim (an `R` row) and is read by the next claim. So a batch re-run after a
+ * crash reads the same events in the same order, which is what lets the Redis side keep one high-water mark per lane
+ * and destination instead of a marker per event (src/publishers/lua/publish-jobs.lua).
+ *
+ * Parked events (retries, and the events waiting behind them) are read before the lane's interval: an aggregate's
+ * whole queue when its head is due at the cursor's `cutoff`, in park order (`ord`), among the rows parked by the
+ * time the cursor was written (`ord <= side_hi`: a replay made since waits for the next batch, so a re-run never sees
+ * a different set). An interval event of an aggregate with a queue that is not due is returned as `p` (to be parked
+ * behind it, not pushed).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: migrations must not depend on the app's schema type
+export async function up(db: Kysely<any>): Promise<void> {
+  // The sequence's last value read before, the snapshot, the last value read after (statements run in this order,
+  // each in a snapshot of its own), and the parked-ord sequence's last value.
+  await sql`
+    CREATE FUNCTION exactly_once_outbox_fresh(OUT snap pg_snapshot, OUT lo bigint, OUT hi bigint, OUT side_hi bigint)
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+      SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END INTO lo FROM exactly_once_outbox_events_seq;
+      SELECT s INTO snap FROM (SELECT pg_current_snapshot() AS s) x;
+      SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END INTO hi FROM exactly_once_outbox_events_seq;
+      SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END INTO side_hi
+        FROM exactly_once_outbox_parked_ord;
+    END
+    $$`.execute(db);
+
+  // Rows: per lane read, its parked events due ('s'), its interval events ('c' to push, 'p' to park), then one 'L'
+  // row (batch = the cursor's b + 1, interval_no = k, exhausted = the interval is used up by this batch, cursor_pos);
+  // an 'R' row for a lane whose next interval was named now (commit, then claim again).
+  await sql`
+    CREATE FUNCTION exactly_once_outbox_claim(p_batch integer, p_first integer)
+    RETURNS TABLE (
+      lane smallint, kind text, batch bigint, interval_no bigint, exhausted boolean, cursor_pos bigint,
+      seq bigint, id uuid, aggregate_type text, aggregate_id text, event_type text, tenant_id text, queue text,
+      retry_count integer, max_retries integer, created_at timestamptz, payload text, headers text,
+      priority text, traceparent text, filepath text, filesize text)
+    LANGUAGE plpgsql VOLATILE AS $$
+    #variable_conflict use_column
+    DECLARE
+      v_budget integer := p_batch;
+      v_lanes integer;
+      v_lane smallint;
+      st exactly_once_outbox_progress%ROWTYPE;
+      v_side integer;
+      v_chunk integer;
+      v_limit integer;
+      f record;
+    BEGIN
+      SELECT m.lanes INTO v_lanes FROM exactly_once_outbox_meta m;
+      FOR i IN 0 .. v_lanes - 1 LOOP
+        EXIT WHEN v_budget <= 0;
+        v_lane := ((p_first + i) % v_lanes)::smallint;
+        PERFORM 1 FROM exactly_once_outbox_lanes l WHERE l.lane = v_lane FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        -- A statement of its own, so its snapshot sees the cursor the lane's previous holder committed.
+        SELECT * INTO st FROM exactly_once_outbox_progress p WHERE p.lane = v_lane ORDER BY p.b DESC LIMIT 1;
+
+        RETURN QUERY
+          WITH q AS MATERIALIZED (
+            SELECT p.* FROM exactly_once_outbox_parked p
+             WHERE p.lane = v_lane AND p.status = 'pending' AND p.ord <= st.side_hi
+          ), head AS (
+            SELECT DISTINCT ON (q.aggregate_type, q.aggregate_id) q.aggregate_type, q.aggregate_id, q.next_attempt_at
+              FROM q ORDER BY q.aggregate_type, q.aggregate_id, q.ord
+          )
+          SELECT v_lane, 's'::text, st.b + 1, st.k, NULL::boolean, NULL::bigint, q.seq, q.id, q.aggregate_type,
+                 q.aggregate_id, q.event_type, q.tenant_id, q.queue, q.retry_count, q.max_retries, q.created_at,
+                 q.payload::text, q.headers::text, q.headers->>'priority', q.headers->>'traceparent',
+                 CASE WHEN jsonb_typeof(q.payload->'filepath') = 'string' THEN q.payload->>'filepath' END,
+                 CASE WHEN jsonb_typeof(q.payload->'filesize') = 'number' THEN q.payload->>'filesize' END
+            FROM q JOIN head h ON h.aggregate_type = q.aggregate_type AND h.aggregate_id = q.aggregate_id
+           WHERE h.next_attempt_at <= st.cutoff
+           ORDER BY q.ord;
+        GET DIAGNOSTICS v_side = ROW_COUNT;
+
+        v_limit := GREATEST(v_budget - v_side, 0);
+        v_chunk := 0;
+        IF v_limit > 0 THEN
+          RETURN QUERY
+            WITH blocked AS MATERIALIZED (
+              SELECT h.aggregate_type, h.aggregate_id FROM (
+                SELECT DISTINCT ON (p.aggregate_type, p.aggregate_id) p.aggregate_type, p.aggregate_id,
+                       p.next_attempt_at
+                  FROM exactly_once_outbox_parked p
+                 WHERE p.lane = v_lane AND p.status = 'pending' AND p.ord <= st.side_hi
+                 ORDER BY p.aggregate_type, p.aggregate_id, p.ord) h
+               WHERE h.next_attempt_at > st.cutoff
+            ), taken AS MATERIALIZED (
+              SELECT * FROM (
+                (SELECT e.* FROM exactly_once_outbox_events e
+                  WHERE e.lane = v_lane AND e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(st.done_snap)))
+                    AND e.seq <= st.done_lo AND e.seq > COALESCE(st.pos, -1)
+                    AND pg_visible_in_snapshot(e.txid, st.target_snap)
+                  ORDER BY e.seq LIMIT v_limit)
+                UNION ALL
+                (SELECT e.* FROM exactly_once_outbox_events e
+                  WHERE e.lane = v_lane AND e.seq > GREATEST(COALESCE(st.pos, -1), st.done_lo)
+                    AND e.seq <= st.target_hi
+                    AND NOT pg_visible_in_snapshot(e.txid, st.done_snap)
+                    AND pg_visible_in_snapshot(e.txid, st.target_snap)
+                  ORDER BY e.seq LIMIT v_limit)
+              ) u ORDER BY u.seq LIMIT v_limit
+            )
+            SELECT v_lane, CASE WHEN b.aggregate_id IS NULL THEN 'c' ELSE 'p' END, st.b + 1, st.k, NULL::boolean,
+                   NULL::bigint, t.seq, t.id, t.aggregate_type, t.aggregate_id, t.event_type, t.tenant_id, t.queue,
+                   0, t.max_retries, t.created_at, t.payload::text, t.headers::text, t.headers->>'priority',
+                   t.headers->>'traceparent',
+                   CASE WHEN jsonb_typeof(t.payload->'filepath') = 'string' THEN t.payload->>'filepath' END,
+                   CASE WHEN jsonb_typeof(t.payload->'filesize') = 'number' THEN t.payload->>'filesize' END
+              FROM taken t
+              LEFT JOIN blocked b ON b.aggregate_type = t.aggregate_type AND b.aggregate_id = t.aggregate_id
+             ORDER BY t.seq;
+          GET DIAGNOSTICS v_chunk = ROW_COUNT;
+        END IF;
+
+        IF v_side + v_chunk > 0 THEN
+          RETURN QUERY SELECT v_lane, 'L'::text, st.b + 1, st.k, v_chunk < v_limit, st.pos, NULL::bigint,
+                              NULL::uuid, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::integer,
+                              NULL::integer, NULL::timestamptz, NULL::text, NULL::text, NULL::text, NULL::text,
+                              NULL::text, NULL::text;
+          v_budget := v_budget - v_side - v_chunk;
+          CONTINUE;
+        END IF;
+
+        -- Nothing to do under this cursor. If the lane has new events, or parked ones due by now, name its next
+        -- interval (and the new cutoff) now; they are read once this is committed.
+        SELECT * INTO f FROM exactly_once_outbox_fresh();
+        IF EXISTS (SELECT 1 FROM exactly_once_outbox_events e
+                    WHERE e.lane = v_lane AND e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(st.target_snap)))
+                      AND e.seq <= st.target_lo AND pg_visible_in_snapshot(e.txid, f.snap))
+           OR EXISTS (SELECT 1 FROM exactly_once_outbox_events e
+                       WHERE e.lane = v_lane AND e.seq > st.target_lo AND e.seq <= f.hi
+                         AND NOT pg_visible_in_snapshot(e.txid, st.target_snap)
+                         AND pg_visible_in_snapshot(e.txid, f.snap))
+           OR EXISTS (SELECT 1 FROM (
+                        SELECT DISTINCT ON (p.aggregate_type, p.aggregate_id) p.next_attempt_at
+                          FROM exactly_once_outbox_parked p
+                         WHERE p.lane = v_lane AND p.status = 'pending' AND p.ord <= f.side_hi
+                         ORDER BY p.aggregate_type, p.aggregate_id, p.ord) h
+                       WHERE h.next_attempt_at <= now()) THEN
+          INSERT INTO exactly_once_outbox_progress
+            (lane, b, k, done_snap, done_lo, target_snap, target_lo, target_hi, pos, cutoff, side_hi)
+          VALUES (v_lane, st.b + 1, st.k + 1, st.target_snap, st.target_lo, f.snap, f.lo, f.hi, NULL, now(),
+                  f.side_hi);
+          RETURN QUERY SELECT v_lane, 'R'::text, st.b + 1, st.k + 1, NULL::boolean, NULL::bigint, NULL::bigint,
+                              NULL::uuid, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::integer,
+                              NULL::integer, NULL::timestamptz, NULL::text, NULL::text, NULL::text, NULL::text,
+                              NULL::text, NULL::text;
+        END IF;
+      END LOOP;
+    END
+    $$`.execute(db);
+
+  // The commit of a batch: one new cursor row per lane it read. A lane whose interval the batch used up starts the
+  // next interval at a snapshot taken now; any other lane moves its position to the last seq it took (or keeps it,
+  // when the batch took only parked events). cutoff and side_hi are read now, after the batch's parked rows were
+  // written, so the next batch sees them.
+  await sql`
+    CREATE FUNCTION exactly_once_outbox_advance(p_lanes smallint[], p_pos bigint[], p_exhausted boolean[])
+    RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+      f record;
+    BEGIN
+      SELECT * INTO f FROM exactly_once_outbox_fresh();
+      INSERT INTO exactly_once_outbox_progress
+        (lane, b, k, done_snap, done_lo, target_snap, target_lo, target_hi, pos, cutoff, side_hi)
+      SELECT c.lane, c.b + 1,
+             CASE WHEN a.exhausted THEN c.k + 1 ELSE c.k END,
+             CASE WHEN a.exhausted THEN c.target_snap ELSE c.done_snap END,
+             CASE WHEN a.exhausted THEN c.target_lo ELSE c.done_lo END,
+             CASE WHEN a.exhausted THEN f.snap ELSE c.target_snap END,
+             CASE WHEN a.exhausted THEN f.lo ELSE c.target_lo END,
+             CASE WHEN a.exhausted THEN f.hi ELSE c.target_hi END,
+             CASE WHEN a.exhausted THEN NULL ELSE COALESCE(a.pos, c.pos) END,
+             now(), f.side_hi
+        FROM unnest(p_lanes, p_pos, p_exhausted) AS a(lane, pos, exhausted)
+        CROSS JOIN LATERAL (SELECT * FROM exactly_once_outbox_progress x
+                             WHERE x.lane = a.lane ORDER BY x.b DESC LIMIT 1) c;
+    END
+    $$`.execute(db);
+
+  // Keep only each lane's latest cursor row. Takes every lane (waiting, up to the lock timeout the caller set), so no
+  // claim is between reading and writing a cursor; TRUNCATE frees the space at once and leaves no dead rows behind.
+  await sql`
+    CREATE FUNCTION exactly_once_outbox_compact_progress() RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+      v_keep exactly_once_outbox_progress[];
+      v_before integer;
+    BEGIN
+      PERFORM 1 FROM exactly_once_outbox_lanes ORDER BY lane FOR UPDATE;
+      SELECT count(*) INTO v_before FROM exactly_once_outbox_progress;
+      SELECT array_agg(c) INTO v_keep
+        FROM (SELECT DISTINCT ON (p.lane) p.* FROM exactly_once_outbox_progress p ORDER BY p.lane, p.b DESC) c;
+      TRUNCATE exactly_once_outbox_progress;
+      INSERT INTO exactly_once_outbox_progress SELECT * FROM unnest(v_keep);
+      RETURN v_before - COALESCE(array_length(v_keep, 1), 0);
+    END
+    $$`.execute(db);
+
+  // Retention: truncate every closed partition that closed more than p_keep_ms ago and whose events every lane has
+  // handled, then move the ring's pointer on when the current partition is at least p_period_ms old and the next one
+  // is empty. One partition at a time, each in a subtransaction under p_lock_timeout_ms: a partition some session
+  // still holds a lock on (a producer transaction that wrote into it is still open) is left for the next run.
+  // `dropped` counts the rows truncated (exact for partitions up to 1,000,000 rows by the planner's estimate,
+  // estimated beyond: counting them would take longer than dropping them).
+  await sql`
+    CREATE FUNCTION exactly_once_outbox_rotate(p_period_ms bigint, p_keep_ms bigint, p_lock_timeout_ms integer,
+                                               OUT truncated smallint[], OUT dropped bigint, OUT rotated boolean)
+    LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+      r record;
+      v_rel regclass;
+      v_est real;
+      v_rows bigint;
+      v_parts integer;
+      v_cur smallint;
+      v_next smallint;
+    BEGIN
+      truncated := '{}';
+      dropped := 0;
+      rotated := false;
+      PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+      FOR r IN SELECT part FROM exactly_once_outbox_parts
+                WHERE closed_at IS NOT NULL AND closed_at <= now() - make_interval(secs => p_keep_ms / 1000.0)
+                ORDER BY closed_at LOOP
+        v_rel := format('exactly_once_outbox_events_%s', r.part)::regclass;
+        BEGIN
+          EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_rel);
+          CONTINUE WHEN EXISTS (
+            SELECT 1 FROM (SELECT DISTINCT ON (p.lane) p.lane, p.done_snap
+                             FROM exactly_once_outbox_progress p ORDER BY p.lane, p.b DESC) c
+             WHERE EXISTS (SELECT 1 FROM exactly_once_outbox_events e
+                            WHERE e.part = r.part AND e.lane = c.lane
+                              AND e.txid >= pg_snapshot_xmin(c.done_snap)
+                              AND NOT pg_visible_in_snapshot(e.txid, c.done_snap)));
+          SELECT reltuples INTO v_est FROM pg_class WHERE oid = v_rel;
+          IF v_est < 1000000 THEN
+            EXECUTE format('SELECT count(*) FROM %s', v_rel) INTO v_rows;
+          ELSE
+            v_rows := v_est::bigint;
+          END IF;
+          EXECUTE format('TRUNCATE %s', v_rel);
+          UPDATE exactly_once_outbox_parts SET opened_at = NULL, closed_at = NULL WHERE part = r.part;
+          truncated := truncated || r.part;
+          dropped := dropped + v_rows;
+        EXCEPTION WHEN lock_not_available THEN
+          NULL;
+        END;
+      END LOOP;
+
+      SELECT m.parts, m.current_part INTO v_parts, v_cur FROM exactly_once_outbox_meta m FOR UPDATE;
+      v_next := ((v_cur + 1) % v_parts)::smallint;
+      IF EXISTS (SELECT 1 FROM exactly_once_outbox_parts
+                  WHERE part = v_cur AND opened_at <= now() - make_interval(secs => p_period_ms / 1000.0))
+         AND EXISTS (SELECT 1 FROM exactly_once_outbox_parts WHERE part = v_next AND opened_at IS NULL) THEN
+        UPDATE exactly_once_outbox_meta SET current_part = v_next;
+        UPDATE exactly_once_outbox_parts SET closed_at = now() WHERE part = v_cur;
+        UPDATE exactly_once_outbox_parts SET opened_at = now() WHERE part = v_next;
+        rotated := true;
+      END IF;
+    END
+    $$`.execute(db);
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: see up()
+export async function down(db: Kysely<any>): Promise<void> {
+  await sql`DROP FUNCTION IF EXISTS exactly_once_outbox_rotate(bigint, bigint, integer)`.execute(db);
+  await sql`DROP FUNCTION IF EXISTS exactly_once_outbox_compact_progress()`.execute(db);
+  await sql`DROP FUNCTION IF EXISTS exactly_once_outbox_advance(smallint[], bigint[], boolean[])`.execute(db);
+  await sql`DROP FUNCTION IF EXISTS exactly_once_outbox_claim(integer, integer)`.execute(db);
+  await sql`DROP FUNCTION IF EXISTS exactly_once_outbox_fresh()`.execute(db);
+}
