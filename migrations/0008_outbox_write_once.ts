@@ -24,6 +24,7 @@ import { type Kysely, sql } from 'kysely';
  * - `exactly_once_outbox_parked`: the exceptions: an event whose push failed (retrying with backoff, or `failed`
  *   for good), and the later events of its aggregate, which wait behind it. A copy of the event, so the hot path never
  *   touches it and history can be truncated without it.
+ * - `exactly_once_outbox_traffic`: events written per minute and destination, per relay (the dashboard's rates).
  * - `exactly_once_outbox` becomes a view with the old table's columns, status derived from the cursors: reads keep
  *   working, and an INSERT into it writes an event (plain-SQL producers).
  */
@@ -143,6 +144,17 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`CREATE INDEX exactly_once_outbox_parked_failed ON exactly_once_outbox_parked (seq) WHERE status = 'failed'`.execute(
     db,
   );
+
+  // Events written per minute and destination, by each relay process (the dashboard's rate chart, from every relay):
+  // one row per relay, minute and destination, written once when the minute is over.
+  await sql`
+    CREATE TABLE exactly_once_outbox_traffic (
+      minute    timestamptz NOT NULL,
+      queue     text        NOT NULL,
+      relay_id  text        NOT NULL,
+      published integer     NOT NULL,
+      PRIMARY KEY (minute, queue, relay_id)
+    )`.execute(db);
 
   // Producers ring the relays' doorbell as before (0005's function), from the new table.
   await sql`
@@ -302,9 +314,10 @@ export async function down(db: Kysely<any>): Promise<void> {
       published_at    timestamptz
     )`.execute(db);
   await sql`
-    INSERT INTO exactly_once_outbox_legacy OVERRIDING SYSTEM VALUE
+    INSERT INTO exactly_once_outbox_legacy
       (id, seq, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, status,
        retry_count, max_retries, next_attempt_at, last_error, created_at, published_at)
+    OVERRIDING SYSTEM VALUE
     SELECT id, seq, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, status,
            retry_count, max_retries, next_attempt_at, last_error, created_at,
            CASE WHEN status = 'published' THEN now() END
@@ -314,7 +327,8 @@ export async function down(db: Kysely<any>): Promise<void> {
   await sql`DROP VIEW exactly_once_outbox`.execute(db);
   await sql`DROP FUNCTION exactly_once_outbox_view_insert()`.execute(db);
   await sql`DROP TABLE exactly_once_outbox_events, exactly_once_outbox_lanes, exactly_once_outbox_progress,
-                       exactly_once_outbox_parked, exactly_once_outbox_parts, exactly_once_outbox_meta`.execute(db);
+                       exactly_once_outbox_parked, exactly_once_outbox_parts, exactly_once_outbox_meta,
+                       exactly_once_outbox_traffic`.execute(db);
   await sql`DROP FUNCTION exactly_once_outbox_part()`.execute(db);
   await sql`ALTER TABLE exactly_once_outbox_legacy RENAME TO exactly_once_outbox`.execute(db);
   await sql`ALTER TABLE exactly_once_outbox RENAME CONSTRAINT exactly_once_outbox_legacy_pkey TO exactly_once_outbox_pkey`.execute(

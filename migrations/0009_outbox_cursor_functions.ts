@@ -218,9 +218,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     END
     $$`.execute(db);
 
-  // Retention: truncate every closed partition that closed more than p_keep_ms ago and whose events every lane has
-  // handled, then move the ring's pointer on when the current partition is at least p_period_ms old and the next one
-  // is empty. One partition at a time, each in a subtransaction under p_lock_timeout_ms: a partition some session
+  // Retention: move the ring's pointer on when the current partition is at least p_period_ms old and the next one is
+  // empty, then truncate every closed partition that closed more than p_keep_ms ago and whose events every lane has
+  // handled. One partition at a time, each in a subtransaction under p_lock_timeout_ms: a partition some session
   // still holds a lock on (a producer transaction that wrote into it is still open) is left for the next run.
   // `dropped` counts the rows truncated (exact for partitions up to 1,000,000 rows by the planner's estimate,
   // estimated beyond: counting them would take longer than dropping them).
@@ -241,6 +241,17 @@ export async function up(db: Kysely<any>): Promise<void> {
       dropped := 0;
       rotated := false;
       PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+      SELECT m.parts, m.current_part INTO v_parts, v_cur FROM exactly_once_outbox_meta m FOR UPDATE;
+      v_next := ((v_cur + 1) % v_parts)::smallint;
+      IF EXISTS (SELECT 1 FROM exactly_once_outbox_parts
+                  WHERE part = v_cur AND opened_at <= now() - make_interval(secs => p_period_ms / 1000.0))
+         AND EXISTS (SELECT 1 FROM exactly_once_outbox_parts WHERE part = v_next AND opened_at IS NULL) THEN
+        UPDATE exactly_once_outbox_meta SET current_part = v_next;
+        UPDATE exactly_once_outbox_parts SET closed_at = now() WHERE part = v_cur;
+        UPDATE exactly_once_outbox_parts SET opened_at = now() WHERE part = v_next;
+        rotated := true;
+      END IF;
+
       FOR r IN SELECT part FROM exactly_once_outbox_parts
                 WHERE closed_at IS NOT NULL AND closed_at <= now() - make_interval(secs => p_keep_ms / 1000.0)
                 ORDER BY closed_at LOOP
@@ -269,16 +280,6 @@ export async function up(db: Kysely<any>): Promise<void> {
         END;
       END LOOP;
 
-      SELECT m.parts, m.current_part INTO v_parts, v_cur FROM exactly_once_outbox_meta m FOR UPDATE;
-      v_next := ((v_cur + 1) % v_parts)::smallint;
-      IF EXISTS (SELECT 1 FROM exactly_once_outbox_parts
-                  WHERE part = v_cur AND opened_at <= now() - make_interval(secs => p_period_ms / 1000.0))
-         AND EXISTS (SELECT 1 FROM exactly_once_outbox_parts WHERE part = v_next AND opened_at IS NULL) THEN
-        UPDATE exactly_once_outbox_meta SET current_part = v_next;
-        UPDATE exactly_once_outbox_parts SET closed_at = now() WHERE part = v_cur;
-        UPDATE exactly_once_outbox_parts SET opened_at = now() WHERE part = v_next;
-        rotated := true;
-      END IF;
     END
     $$`.execute(db);
 }

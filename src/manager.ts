@@ -252,6 +252,7 @@ export class Manager {
   }
 
   async close(): Promise<void> {
+    await this.#relay.stop().catch(() => {});
     for (const release of this.#owned.reverse()) await release().catch(() => {});
     this.#owned.length = 0;
   }

@@ -105,7 +105,7 @@ test('ten migrators started at once leave one correct schema', async () => {
   const cols = await schema();
   assert.ok(cols.includes('exactly_once_outbox.aggregate_id:text'));
   assert.ok(cols.includes('exactly_once_outbox.next_attempt_at:timestamp with time zone'));
-  assert.ok(cols.includes('exactly_once_outbox_pending'));
+  assert.ok(cols.includes('exactly_once_outbox_events_lane_seq'));
 });
 
 test('migrate down then latest restores the same schema', async () => {

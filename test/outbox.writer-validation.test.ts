@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sql, type Transaction } from 'kysely';
 import pg from 'pg';
-import { rowToEvent } from '../src/outbox/rows.js';
+import { rowToEvent } from '../src/outbox/postgres/queries.js';
 import type { NewOutboxEvent } from '../src/outbox/types.js';
 import { MAX_JSON_DEPTH } from '../src/outbox/validate-event.js';
 import { storeInOutbox } from '../src/outbox/writer.js';

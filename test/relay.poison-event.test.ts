@@ -129,7 +129,7 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
 
 test('a spawned relay: events that fail deterministically end failed, alone; every other aggregate flows', async () => {
   // A clean slate: the list must end up holding exactly this test's jobs.
-  await fx.db.pool.query('DELETE FROM exactly_once_outbox');
+  await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
   await fx.redis.del(fx.lowQueue);
   const notAList = `${fx.prefix}spawned-not-a-list`;
   await fx.redis.set(notAList, 'occupied');
@@ -172,13 +172,9 @@ test('a spawned relay: events that fail deterministically end failed, alone; eve
     assert.match(states.get(wrongType)?.lastError ?? '', /^WRONGTYPE/);
     assert.match(states.get(unbuildable)?.lastError ?? '', /created_at/);
     assert.match(states.get(oversized)?.lastError ?? '', /max_job_bytes/);
-    const { rows } = await fx.db.pool.query<{ id: string; published_at: Date }>(
-      'SELECT id, published_at FROM exactly_once_outbox WHERE id = ANY($1::uuid[])',
-      [[g1, g2]],
-    );
-    // Same transaction timestamp: both went out in the first batch, next to the failing events.
-    assert.equal(rows.length, 2);
-    assert.equal(rows[0]?.published_at.getTime(), rows[1]?.published_at.getTime());
+    assert.equal(states.get(g1)?.status, 'published');
+    assert.equal(states.get(g2)?.status, 'published');
+    // Both went out before the event behind the failing one: in the first batch, next to the failing events.
     assert.deepEqual(
       (await fx.jobs()).map((j) => j.id),
       [g1, g2, behind],
@@ -193,7 +189,7 @@ test('a spawned relay: events that fail deterministically end failed, alone; eve
 });
 
 test('a failing aggregate with a batch-sized backlog behind it does not starve the aggregates written after it', async () => {
-  await fx.db.pool.query('DELETE FROM exactly_once_outbox');
+  await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
   await fx.redis.del(fx.lowQueue);
   const poisonQueue = `${fx.prefix}backlog-not-a-list`;
   await fx.redis.set(poisonQueue, 'occupied');

@@ -1,6 +1,9 @@
 import type { SqlExecutor } from '../db/executor.js';
 import { DOORBELL_APPLICATION_NAME } from '../outbox/postgres/doorbell.js';
-import { OUTBOX_TABLE } from '../outbox/rows.js';
+import { EVENTS_TABLE, PARKED_TABLE, PARTS_TABLE, PROGRESS_TABLE } from '../outbox/postgres/tables.js';
+
+/** The ring's partitions (migrations/0008), each shown on its own: retention truncates them one at a time. */
+export const EVENT_PARTITIONS = Array.from({ length: 8 }, (_, p) => `${EVENTS_TABLE}_${p}`);
 
 // Table health for the dashboard: what Postgres' statistics views say about our tables, the transaction that holds
 // cleanup back, and how much cleanup is waiting. Reads catalog views and two bounded index scans only.
@@ -65,7 +68,9 @@ export interface TablesOptions {
  */
 export async function tableHealth(db: SqlExecutor, options: TablesOptions): Promise<TablesReport> {
   const names = [
-    OUTBOX_TABLE,
+    ...EVENT_PARTITIONS,
+    PARKED_TABLE,
+    PROGRESS_TABLE,
     options.idempotencyTable,
     `${options.idempotencyTable}_stats`,
     'exactly_once_maintenance',
@@ -157,18 +162,23 @@ async function oldestTransaction(db: SqlExecutor): Promise<OldestTransaction | n
 }
 
 /**
- * Bounded counts. Outbox: cleanup deletes in `seq` order and `seq` follows write time, so what is due sits among the
- * oldest rows; the count looks at the oldest `CLEANUP_COUNT_CAP` (one `_seq` range scan) with cleanup's own test.
- * Idempotency: the `_expires` index up to now, stopped at the cap. A missing table counts 0.
+ * Bounded counts. Outbox: the events of partitions that closed more than `cleanup_after` ago (the next cleanup
+ * truncates them once every lane has handled them; counted from the planner's estimate, since counting rows would
+ * cost more than dropping them), and the failed events older than that. Idempotency: the `_expires` index up to now,
+ * stopped at the cap. A missing table counts 0.
  */
 async function pendingCleanup(db: SqlExecutor, options: TablesOptions): Promise<TablesReport['cleanup']> {
   const keysTable = quoteName(options.idempotencyTable);
   const [{ rows }, keys] = await Promise.all([
     db.query<{ n: string }>(
-      `SELECT count(*) FILTER (WHERE status IN ('published', 'failed') AND created_at < cutoff
-                                 AND (published_at IS NULL OR published_at < cutoff)) AS n
-         FROM (SELECT status, created_at, published_at, now() - make_interval(secs => $1::float8 / 1000) AS cutoff
-                 FROM ${OUTBOX_TABLE} ORDER BY seq LIMIT $2) w`,
+      `SELECT COALESCE((SELECT sum(GREATEST(c.reltuples, 0))::bigint
+                          FROM ${PARTS_TABLE} p
+                          JOIN pg_class c ON c.oid = to_regclass('${EVENTS_TABLE}_' || p.part)
+                         WHERE p.closed_at <= now() - make_interval(secs => $1::float8 / 1000)), 0)
+            + (SELECT count(*) FROM (SELECT 1 FROM ${PARKED_TABLE}
+                                      WHERE status = 'failed'
+                                        AND created_at < now() - make_interval(secs => $1::float8 / 1000)
+                                      LIMIT $2) f) AS n`,
       [options.outboxCleanupAfterMs, CLEANUP_COUNT_CAP],
     ),
     expiredKeys(db, keysTable),

@@ -5,7 +5,7 @@ export type { CleanupDeps, CleanupReport, CleanupRequest, IdempotencyCleaner } f
 export { runCleanup } from '../maintenance/run-cleanup.js';
 export type { MaintenanceHandle, MaintenanceOptions, ScheduledRun } from '../maintenance/scheduler.js';
 export { startMaintenance } from '../maintenance/scheduler.js';
-export type { CleanupOutboxOptions, CleanupOutboxResult } from '../outbox/cleanup.js';
-export { cleanupOutbox } from '../outbox/cleanup.js';
 export type { ListOutboxOptions, OutboxBacklog, OutboxPage, RetryResult, RetrySelection } from '../outbox/inspect.js';
-export { listOutboxEvents, outboxBacklog, retryOutboxEvents } from '../outbox/inspect.js';
+export type { CleanupOutboxOptions, CleanupOutboxResult } from '../outbox/postgres/cleanup.js';
+export { cleanupOutbox } from '../outbox/postgres/cleanup.js';
+export { listOutboxEvents, outboxBacklog, retryOutboxEvents } from '../outbox/postgres/inspect.js';

@@ -2,7 +2,7 @@ import type { Config } from '../config/load-config.js';
 import type { SqlExecutor } from '../db/executor.js';
 import { FeatureDisabledError, InvalidParameterError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
-import { cleanupOutbox } from '../outbox/cleanup.js';
+import { cleanupOutbox } from '../outbox/postgres/cleanup.js';
 
 export const CLEANUP_TYPES = ['idempotency', 'outbox', 'all'] as const;
 export type CleanupRequest = (typeof CLEANUP_TYPES)[number];
@@ -78,10 +78,7 @@ export async function runCleanup(deps: CleanupDeps, type: CleanupRequest = 'all'
     } else {
       let batches = 0;
       const deleted = await counted(deps, 'outbox', async () => {
-        const result = await cleanupOutbox(deps.pool, {
-          olderThanMs: deps.config.outbox.cleanupAfter,
-          batchSize: Math.max(deps.config.outbox.batchSize, 1000),
-        });
+        const result = await cleanupOutbox(deps.pool, { olderThanMs: deps.config.outbox.cleanupAfter });
         batches = result.batches;
         return result.deleted;
       });

@@ -207,9 +207,10 @@ export class RelayCore {
     this.#wakeup.wake();
     await Promise.allSettled(this.#loops);
     this.#loops = [];
+    // Also after one-off batches (publishDue) without start(): the storage may hold counts to write.
+    await this.#storage.stop();
     if (!this.#running) return;
     this.#running = false;
-    await this.#storage.stop();
     this.#log.info('relay stopped');
   }
 
@@ -317,7 +318,7 @@ export class RelayCore {
           continue;
         }
         sweep = undefined;
-        log.debug('caught up: sleeping until woken or poll_interval');
+        log.debug('caught up: sleeping until NOTIFY or poll_interval');
         await this.#wakeup.sleep(this.#idleDelay());
       } catch (err) {
         await this.#storage.release(index);

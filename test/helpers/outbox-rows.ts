@@ -10,30 +10,43 @@ export interface SeedRow {
 }
 
 /**
- * Insert outbox rows in a given state and age straight into the table (test setup only: the writer is tested
- * elsewhere). Returns their ids in insertion (seq) order.
+ * Put outbox events in a given state and age straight into the write-once storage (test setup only: the writer and
+ * the relay are tested elsewhere): `pending` as an event no cursor has reached (with `retryCount`, parked and due);
+ * `published` as history every cursor has passed (transaction id 3, older than every snapshot); `failed` parked as
+ * failed. Returns their ids in order.
  */
 export async function seedOutbox(pool: pg.Pool, rows: readonly SeedRow[]): Promise<string[]> {
-  if (rows.length === 0) return [];
-  const { rows: inserted } = await pool.query<{ id: string }>(
-    `INSERT INTO exactly_once_outbox
-       (aggregate_id, event_type, payload, status, retry_count, last_error, created_at, published_at)
-     SELECT r.aggregate_id, 'test.event', jsonb_build_object('n', r.n), r.status, r.retry_count, r.last_error,
-            now() - make_interval(secs => r.age_ms / 1000.0),
-            CASE WHEN r.status = 'published' THEN now() - make_interval(secs => r.age_ms / 1000.0) END
-       FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::float8[]) WITH ORDINALITY
-            AS r(aggregate_id, status, retry_count, last_error, age_ms, n)
-      ORDER BY r.n
-     RETURNING id`,
-    [
-      rows.map((r, i) => r.aggregateId ?? `agg-${i}`),
-      rows.map((r) => r.status ?? 'pending'),
-      rows.map((r) => r.retryCount ?? (r.status === 'failed' ? 5 : 0)),
-      rows.map((r) => r.lastError ?? (r.status === 'failed' ? 'boom' : null)),
-      rows.map((r) => r.ageMs ?? 0),
-    ],
-  );
-  return inserted.map((r) => r.id);
+  const ids: string[] = [];
+  for (const [i, r] of rows.entries()) {
+    const status = r.status ?? 'pending';
+    const retryCount = r.retryCount ?? (status === 'failed' ? 5 : 0);
+    const params = [r.aggregateId ?? `agg-${i}`, i, r.ageMs ?? 0];
+    const event = (txid: string) =>
+      pool.query<{ id: string }>(
+        `INSERT INTO exactly_once_outbox_events (${txid ? 'txid, ' : ''}aggregate_id, event_type, payload, created_at)
+         VALUES (${txid ? `'${txid}'::xid8, ` : ''}$1, 'test.event', jsonb_build_object('n', $2::int),
+                 now() - make_interval(secs => $3::float8 / 1000))
+         RETURNING id`,
+        params,
+      );
+    if (status === 'published' || (status === 'pending' && retryCount === 0)) {
+      const { rows: inserted } = await event(status === 'published' ? '3' : '');
+      ids.push((inserted[0] as { id: string }).id);
+      continue;
+    }
+    const { rows: parked } = await pool.query<{ id: string }>(
+      `INSERT INTO exactly_once_outbox_parked
+         (id, seq, lane, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, created_at,
+          status, retry_count, next_attempt_at, last_error)
+       VALUES (gen_random_uuid(), nextval('exactly_once_outbox_events_seq'), hashtext('/' || $1) & 15, '', $1,
+               'test.event', jsonb_build_object('n', $2::int), '{}', '{}', '',
+               now() - make_interval(secs => $3::float8 / 1000), $4, $5, now(), $6)
+       RETURNING id`,
+      [...params, status, retryCount, r.lastError ?? (status === 'failed' ? 'boom' : null)],
+    );
+    ids.push((parked[0] as { id: string }).id);
+  }
+  return ids;
 }
 
 /** Count rows per status. */

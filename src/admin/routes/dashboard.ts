@@ -2,7 +2,6 @@ import { postgresUses } from '../../config/postgres-use.js';
 import { OutboxEventNotFoundError } from '../../errors.js';
 import { GROUPS_DEFAULT_LIMIT, GROUPS_MAX_LIMIT, HELD_DEFAULT_LIMIT, HELD_MAX_LIMIT } from '../../outbox/insights.js';
 import type { OutboxInspector } from '../../outbox/inspector.js';
-import { OUTBOX_TABLE } from '../../outbox/rows.js';
 import { type AdminContext, type AdminRoute, API_PREFIX, outboxInspector, requireOutbox } from '../route.js';
 import { failedGroupJson, heldAggregateJson, outboxEventJson, overviewBacklogJson } from '../serialize.js';
 import { relaysConnected, type TablesReport, tableHealth } from '../table-health.js';
@@ -165,7 +164,7 @@ async function redisTables(ctx: AdminContext, inspector: RedisViews) {
   ]);
   return {
     storage: 'redis',
-    tables: (report?.tables ?? []).filter((t) => t.name !== OUTBOX_TABLE).map(tableJson),
+    tables: (report?.tables ?? []).filter((t) => !t.name.startsWith('exactly_once_outbox_')).map(tableJson),
     oldest_transaction: report ? oldestTransactionJson(report) : null,
     redis_outbox: {
       keys: memory.keys,

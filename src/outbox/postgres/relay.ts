@@ -49,6 +49,7 @@ export class Relay implements OutboxRelay {
       log,
       wakeup,
       testFault: options.testFault,
+      relayId,
     });
     this.#core = new RelayCore({
       config: options.config,

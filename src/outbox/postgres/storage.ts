@@ -11,6 +11,7 @@ import { Claim, discardClaim } from './claim.js';
 import { commitBatch, planCommit } from './commit.js';
 import { Doorbell, ProducerSweep } from './doorbell.js';
 import { COMPACT_FUNCTION, EVENTS_TABLE, META_TABLE } from './tables.js';
+import { TrafficCounter } from './traffic.js';
 
 /** A crash switch for tests (src/outbox/fault-injection.ts); the CLI builds it, libraries never read it. */
 export interface AfterPushHook {
@@ -24,6 +25,8 @@ export interface PostgresStorageOptions {
   log: Logger;
   wakeup: Wakeup;
   testFault?: AfterPushHook | undefined;
+  /** Names this process's rows in the traffic table. */
+  relayId: string;
 }
 
 /**
@@ -70,6 +73,7 @@ export class PostgresOutboxStorage implements RelayStorage {
   #outboxId: string | undefined;
   #cursorRows = 0;
   #compacting: Promise<void> | undefined;
+  readonly #traffic: TrafficCounter;
 
   constructor(options: PostgresStorageOptions) {
     this.#config = options.config;
@@ -78,6 +82,7 @@ export class PostgresOutboxStorage implements RelayStorage {
     this.#log = options.log;
     this.#fault = options.testFault;
     this.#destinations = destinationPolicy(this.#config.outbox);
+    this.#traffic = new TrafficCounter(this.#pool, options.relayId, this.#config.outbox, this.#log);
     this.#bell = new Doorbell({
       url: this.#config.database.url,
       logger: this.#log,
@@ -109,6 +114,7 @@ export class PostgresOutboxStorage implements RelayStorage {
 
   async stop(): Promise<void> {
     await this.#compacting;
+    await this.#traffic.drain();
     await this.#bell.stop();
   }
 
@@ -170,6 +176,9 @@ export class PostgresOutboxStorage implements RelayStorage {
       if (this.#fault && push.length > 0) await this.#fault.afterPush();
       const plan = planCommit(claim, outcomes, this.#config.outbox, this.#log);
       await commitBatch(claim.client, plan);
+      this.#traffic.count(
+        push.filter((_, i) => outcomes[i]?.kind === 'published' || outcomes[i]?.kind === 'duplicate'),
+      );
       this.#cursorRows += plan.lanes.length;
       if (this.#cursorRows >= COMPACT_EVERY) this.#compact();
       return { summary: plan.summary, more: true, soonestRetryMs: plan.soonestRetryMs };

@@ -9,6 +9,8 @@ export const EVENTS_TABLE = 'exactly_once_outbox_events';
 export const PARKED_TABLE = 'exactly_once_outbox_parked';
 /** The lanes' cursors, one row per lane per committed batch (append-only; compacted by TRUNCATE). */
 export const PROGRESS_TABLE = 'exactly_once_outbox_progress';
+/** Events written per minute and destination, per relay: the dashboard's rate chart. */
+export const TRAFFIC_TABLE = 'exactly_once_outbox_traffic';
 /** One row per lane; relays lock them FOR UPDATE SKIP LOCKED. */
 export const LANES_TABLE = 'exactly_once_outbox_lanes';
 /** The outbox's id, the lane and partition counts, the ring's pointer. */

@@ -14,7 +14,7 @@ import {
   type RetrySelection,
   validateIds,
 } from '../inspect.js';
-import type { OutboxInspector } from '../inspector.js';
+import type { OutboxInspector } from '../outbox-inspector.js';
 import type { OutboxEvent, OutboxStatus } from '../types.js';
 import {
   type RedisOutboxMemory,

@@ -43,7 +43,6 @@ enum Moved {
   retried = 5,
 }
 
-const OUTAGE_BACKOFF = { initialDelay: 100, maxDelay: 5000, multiplier: 2, jitter: true };
 const MAX_ERROR_LENGTH = 2000;
 /** Fields of one claimed event in the claim script's reply. */
 const CLAIM_STRIDE = 6;
