@@ -2,6 +2,7 @@ import { drainBench } from './drain.js';
 import { duplicateBench } from './duplicate.js';
 import { freshnessBench } from './freshness.js';
 import { growthBench } from './growth.js';
+import { heldSnapshotBench } from './held-snapshot.js';
 import { importCostBench } from './import-cost.js';
 import { formatTable, parseBenchOptions, type Row, writeResults } from './lib/report.js';
 import { machineInfo } from './lib/services.js';
@@ -46,6 +47,7 @@ const run = async <T extends { rows: Row[] }>(name: string, fn: () => Promise<T>
 };
 
 await run('drain', () => drainBench(opts));
+await run('held', () => heldSnapshotBench(opts));
 await run('freshness', () => freshnessBench(opts));
 await run('producer', () => producerBench(opts));
 await run('duplicate', () => duplicateBench(opts));

@@ -12,8 +12,7 @@ import { type Kysely, sql } from 'kysely';
  *   `cleanup_after` ago (0009's `exactly_once_outbox_rotate`). Columns of note:
  *   - `txid` (xid8), the producer transaction: relays read events between two snapshots (pgq's batches), so a
  *     transaction that commits late is never skipped and never delays the others.
- *   - `seq`, write order, taken after the transaction id is assigned (the CASE guarantees the order; the straggler
- *     argument in 0009 depends on it). Its sequence must stay CACHE 1.
+ *   - `seq`, write order. Its sequence must stay CACHE 1: relays bound their reads by its last value (0009).
  *   - `lane`, a hash of the aggregate: 16 lanes, each with its own cursor. Relays divide lanes, never an aggregate.
  *   Indexes, each for one query: `(lane, seq)` the claim's walk in write order; `(lane, txid)` transactions that were
  *   still open at the last snapshot (stragglers); `id` per partition, the writer's duplicate check and look-ups.
@@ -56,9 +55,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`
     CREATE TABLE exactly_once_outbox_events (
       txid           xid8        NOT NULL DEFAULT pg_current_xact_id(),
-      seq            bigint      NOT NULL
-                                 DEFAULT CASE WHEN pg_current_xact_id() IS NOT NULL
-                                              THEN nextval('exactly_once_outbox_events_seq') END,
+      seq            bigint      NOT NULL DEFAULT nextval('exactly_once_outbox_events_seq'),
       part           smallint    NOT NULL DEFAULT exactly_once_outbox_part(),
       lane           smallint    NOT NULL
                                  GENERATED ALWAYS AS ((hashtext(aggregate_type || '/' || aggregate_id) & 15)::smallint) STORED,

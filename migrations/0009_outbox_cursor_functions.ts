@@ -10,12 +10,13 @@ import { type Kysely, sql } from 'kysely';
  * `pos`. An event belongs to the interval when its transaction is visible in `target` and not in `done`, so a
  * producer transaction that stays open is neither skipped (it is invisible in `done`, found in a later interval) nor
  * waited for (the others are visible without it). In write order, such a late transaction's events can sit below
- * everything else of the interval: they are the stragglers, found by transaction id among `done`'s open
- * transactions (its xip list) with `seq <= done_lo`; the rest is a walk of `(lane, seq)` from `done_lo` to
- * `target_hi`. Why nothing falls between the two: `seq` is taken after the transaction id (0008's CASE), and
- * `done_lo` was read before `done` was taken, so an event with `seq <= done_lo` belongs to a transaction that had its
- * id before `done`: visible in `done` (handled) or in its xip list (a straggler). `target_hi` was read after `target`
- * was taken: every event visible in `target` has `seq <= target_hi`.
+ * everything else of the interval: they are the stragglers, found by transaction id (those still open at `done`,
+ * its xip list, or started after it: ids from `done`'s xmax up to `target`'s) with `seq <= done_lo`; the rest is a
+ * walk of `(lane, seq)` from `done_lo` to `target_hi`. Why nothing falls between the two: `done_lo` was read before
+ * `done` was taken, so an event with `seq <= done_lo` was written before `done`; if its transaction had not committed
+ * by then, its id is in `done`'s xip list or at or above its xmax (a snapshot's xmax is one past the latest transaction
+ * that had ended, not the next id to be assigned). `target_hi` was read after `target` was taken: every event visible
+ * in `target` has `seq <= target_hi`.
  *
  * Intervals are fixed before anything in them is pushed: a claim reads only an interval a committed cursor names,
  * and the commit that finishes an interval names the next one (`exactly_once_outbox_advance`); a lane whose interval
@@ -23,11 +24,13 @@ import { type Kysely, sql } from 'kysely';
  * crash reads the same events in the same order, which is what lets the Redis side keep one high-water mark per lane
  * and destination instead of a marker per event (src/publishers/lua/publish-jobs.lua).
  *
- * Parked events (retries, and the events waiting behind them) are read before the lane's interval: an aggregate's
- * whole queue when its head is due at the cursor's `cutoff`, in park order (`ord`), among the rows parked by the
- * time the cursor was written (`ord <= side_hi`: a replay made since waits for the next batch, so a re-run never sees
- * a different set). An interval event of an aggregate with a queue that is not due is returned as `p` (to be parked
- * behind it, not pushed).
+ * Parked events (retries, and the events waiting behind them) are read before the lane's interval: per aggregate
+ * whose head is due at the cursor's `cutoff`, the head alone when it failed before (its followers would only be held
+ * behind it again), else its queue, in park order (`ord`), at most 200 per lane and batch and never more than half
+ * the batch, among the rows parked by the time the cursor was written (`ord <= side_hi`: a replay made since waits for
+ * the next batch). The cap is a constant and the set depends only on committed state, so a re-run sees the same
+ * parked events. An interval event of an aggregate with parked events the batch does not take is returned as `p` (to
+ * be parked behind them, not pushed).
  */
 // biome-ignore lint/suspicious/noExplicitAny: migrations must not depend on the app's schema type
 export async function up(db: Kysely<any>): Promise<void> {
@@ -65,6 +68,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       v_side integer;
       v_chunk integer;
       v_limit integer;
+      v_side_ords bigint[];
       f record;
     BEGIN
       SELECT m.lanes INTO v_lanes FROM exactly_once_outbox_meta m;
@@ -76,40 +80,56 @@ export async function up(db: Kysely<any>): Promise<void> {
         -- A statement of its own, so its snapshot sees the cursor the lane's previous holder committed.
         SELECT * INTO st FROM exactly_once_outbox_progress p WHERE p.lane = v_lane ORDER BY p.b DESC LIMIT 1;
 
+        -- Parked events to take (see the header): heads due, with their queues when they never failed; in park order,
+        -- at most 200 (a constant, so a re-run of the batch takes the same ones).
+        SELECT array_agg(x.ord ORDER BY x.ord) INTO v_side_ords FROM (
+          SELECT q.ord
+            FROM exactly_once_outbox_parked q
+            JOIN (SELECT DISTINCT ON (p.aggregate_type, p.aggregate_id) p.aggregate_type, p.aggregate_id,
+                         p.ord AS head_ord, p.retry_count AS head_retries, p.next_attempt_at
+                    FROM exactly_once_outbox_parked p
+                   WHERE p.lane = v_lane AND p.status = 'pending' AND p.ord <= st.side_hi
+                   ORDER BY p.aggregate_type, p.aggregate_id, p.ord) h
+              ON h.aggregate_type = q.aggregate_type AND h.aggregate_id = q.aggregate_id
+           WHERE q.lane = v_lane AND q.status = 'pending' AND q.ord <= st.side_hi
+             AND h.next_attempt_at <= st.cutoff AND (h.head_retries = 0 OR q.ord = h.head_ord)
+           ORDER BY q.ord
+           LIMIT 200) x;
+        v_side_ords := COALESCE(v_side_ords, '{}');
         RETURN QUERY
-          WITH q AS MATERIALIZED (
-            SELECT p.* FROM exactly_once_outbox_parked p
-             WHERE p.lane = v_lane AND p.status = 'pending' AND p.ord <= st.side_hi
-          ), head AS (
-            SELECT DISTINCT ON (q.aggregate_type, q.aggregate_id) q.aggregate_type, q.aggregate_id, q.next_attempt_at
-              FROM q ORDER BY q.aggregate_type, q.aggregate_id, q.ord
-          )
           SELECT v_lane, 's'::text, st.b + 1, st.k, NULL::boolean, NULL::bigint, q.seq, q.id, q.aggregate_type,
                  q.aggregate_id, q.event_type, q.tenant_id, q.queue, q.retry_count, q.max_retries, q.created_at,
                  q.payload::text, q.headers::text, q.headers->>'priority', q.headers->>'traceparent',
                  CASE WHEN jsonb_typeof(q.payload->'filepath') = 'string' THEN q.payload->>'filepath' END,
                  CASE WHEN jsonb_typeof(q.payload->'filesize') = 'number' THEN q.payload->>'filesize' END
-            FROM q JOIN head h ON h.aggregate_type = q.aggregate_type AND h.aggregate_id = q.aggregate_id
-           WHERE h.next_attempt_at <= st.cutoff
+            FROM exactly_once_outbox_parked q
+           WHERE q.ord = ANY (v_side_ords)
            ORDER BY q.ord;
         GET DIAGNOSTICS v_side = ROW_COUNT;
 
-        v_limit := GREATEST(v_budget - v_side, 0);
+        -- Parked events never take more than half the batch from the lane's new events.
+        v_limit := GREATEST(v_budget - v_side, (v_budget + 1) / 2);
         v_chunk := 0;
         IF v_limit > 0 THEN
           RETURN QUERY
             WITH blocked AS MATERIALIZED (
-              SELECT h.aggregate_type, h.aggregate_id FROM (
-                SELECT DISTINCT ON (p.aggregate_type, p.aggregate_id) p.aggregate_type, p.aggregate_id,
-                       p.next_attempt_at
-                  FROM exactly_once_outbox_parked p
-                 WHERE p.lane = v_lane AND p.status = 'pending' AND p.ord <= st.side_hi
-                 ORDER BY p.aggregate_type, p.aggregate_id, p.ord) h
-               WHERE h.next_attempt_at > st.cutoff
+              -- Aggregates with parked events this batch does not take: their new events are parked behind them.
+              SELECT DISTINCT p.aggregate_type, p.aggregate_id
+                FROM exactly_once_outbox_parked p
+               WHERE p.lane = v_lane AND p.status = 'pending' AND p.ord <= st.side_hi
+                 AND p.ord <> ALL (v_side_ords)
             ), taken AS MATERIALIZED (
               SELECT * FROM (
                 (SELECT e.* FROM exactly_once_outbox_events e
-                  WHERE e.lane = v_lane AND e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(st.done_snap)))
+                  WHERE e.lane = v_lane AND COALESCE(st.pos, -1) < st.done_lo
+                    AND e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(st.done_snap)))
+                    AND e.seq <= st.done_lo AND e.seq > COALESCE(st.pos, -1)
+                    AND pg_visible_in_snapshot(e.txid, st.target_snap)
+                  ORDER BY e.seq LIMIT v_limit)
+                UNION ALL
+                (SELECT e.* FROM exactly_once_outbox_events e
+                  WHERE e.lane = v_lane AND COALESCE(st.pos, -1) < st.done_lo
+                    AND e.txid >= pg_snapshot_xmax(st.done_snap) AND e.txid < pg_snapshot_xmax(st.target_snap)
                     AND e.seq <= st.done_lo AND e.seq > COALESCE(st.pos, -1)
                     AND pg_visible_in_snapshot(e.txid, st.target_snap)
                   ORDER BY e.seq LIMIT v_limit)
@@ -149,6 +169,10 @@ export async function up(db: Kysely<any>): Promise<void> {
         IF EXISTS (SELECT 1 FROM exactly_once_outbox_events e
                     WHERE e.lane = v_lane AND e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(st.target_snap)))
                       AND e.seq <= st.target_lo AND pg_visible_in_snapshot(e.txid, f.snap))
+           OR EXISTS (SELECT 1 FROM exactly_once_outbox_events e
+                       WHERE e.lane = v_lane AND e.txid >= pg_snapshot_xmax(st.target_snap)
+                         AND e.txid < pg_snapshot_xmax(f.snap) AND e.seq <= st.target_lo
+                         AND pg_visible_in_snapshot(e.txid, f.snap))
            OR EXISTS (SELECT 1 FROM exactly_once_outbox_events e
                        WHERE e.lane = v_lane AND e.seq > st.target_lo AND e.seq <= f.hi
                          AND NOT pg_visible_in_snapshot(e.txid, st.target_snap)

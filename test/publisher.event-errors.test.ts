@@ -31,7 +31,7 @@ after(async () => {
   await fx.close();
 });
 beforeEach(async () => {
-  await fx.db.pool.query('DELETE FROM exactly_once_outbox');
+  await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
 });
 
 /** A client configured as the relay's own (no offline queue, one retry), on the test-owned server. */

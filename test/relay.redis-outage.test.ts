@@ -36,9 +36,9 @@ test('Redis down for a few seconds mid-run: nothing lost, nothing duplicated, no
   let publishFailures = 0;
   let publishSuccesses = 0;
   const counting: Publisher = {
-    publish: async (events) => {
+    publish: async (events, options) => {
       try {
-        const outcomes = await inner.publish(events);
+        const outcomes = await inner.publish(events, options);
         publishSuccesses++;
         return outcomes;
       } catch (err) {

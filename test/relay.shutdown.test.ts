@@ -90,7 +90,6 @@ test('relay.stop() returns only once the batch in flight is committed', async ()
       await door;
       return real.publish(events, options);
     },
-    forget: (events) => real.forget?.(events) ?? Promise.resolve(),
   };
   const relay = new Relay({ config: fx.config, pool: fx.db.pool, publisher: gated, metrics });
   await relay.start();

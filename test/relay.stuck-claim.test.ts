@@ -7,7 +7,8 @@ import { waitFor } from './helpers/services.js';
 
 let fx: OutboxFixture;
 before(async () => {
-  fx = await outboxFixture('stuck', { claim_timeout: '1s', publish_timeout: '500ms' });
+  // publish_timeout far above claim_timeout: the relay's own timeout must not end the wedge before Postgres does.
+  fx = await outboxFixture('stuck', { claim_timeout: '1s', publish_timeout: '30s' });
 });
 after(async () => {
   await fx.close();

@@ -1,38 +1,37 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { type Config, configFromObject } from '../../src/config/load-config.js';
-import { Relay, type RelayMetrics } from '../../src/outbox/postgres/relay.js';
+import { Relay } from '../../src/outbox/postgres/relay.js';
+import type { RelayMetrics } from '../../src/outbox/relay-core.js';
 import type { Publisher } from '../../src/outbox/types.js';
 import { createPublisher } from '../../src/publishers/create-publisher.js';
 
 /**
- * Fill the outbox with `n` pending events straight from SQL (generate_series: the writer's own cost is the producer
- * benchmark's business). Event i belongs to aggregate `a<i mod aggregates>`; payloads look like a small job. Ids are
- * time-ordered like the writer's UUIDv7: with random (v4) ids every mark of a row lands on a random page of the
- * primary-key index, which with 5 million rows no longer fits in shared_buffers, and the growth bench measured that
- * instead of the relay (0.48 of the empty-history rate with v4 ids).
+ * Fill the outbox with `n` events straight from SQL (generate_series: the writer's own cost is the producer
+ * benchmark's business): `pending`, committed by this statement's transaction, or `published` history (transaction id
+ * 3, older than every cursor's snapshot). Event i belongs to aggregate `a<i mod aggregates>`; payloads look like a
+ * small job. Ids are time-ordered like the writer's UUIDv7, so the id index is filled the way the writer fills it.
  */
 export async function seedPending(
   pool: pg.Pool,
   n: number,
   aggregates: number,
-  status = 'pending',
-  /** When the events become due (`next_attempt_at`). @defaultValue now */
-  dueAt?: Date,
+  status: 'pending' | 'published' = 'pending',
 ): Promise<void> {
   const chunk = 250_000;
   for (let from = 0; from < n; from += chunk) {
     const to = Math.min(n, from + chunk) - 1;
     await pool.query(
-      `INSERT INTO exactly_once_outbox
-         (id, aggregate_type, aggregate_id, event_type, payload, headers, status, published_at, next_attempt_at)
-       SELECT (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
+      `INSERT INTO exactly_once_outbox_events
+         (${status === 'published' ? 'txid, ' : ''}id, aggregate_type, aggregate_id, event_type, payload, headers)
+       SELECT ${status === 'published' ? "'3'::xid8, " : ''}
+              (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
                 || substr(md5(random()::text), 1, 20))::uuid,
               'bench', 'a' || (i % $3), 'bench.event',
               jsonb_build_object('n', i / $3, 'filepath', '/data/file-' || i, 'filesize', 1024 + i % 4096),
-              '{"priority":"low"}'::jsonb, $4, CASE WHEN $4 = 'published' THEN now() END, COALESCE($5, now())
+              '{"priority":"low"}'::jsonb
          FROM generate_series($1::bigint, $2::bigint) AS i`,
-      [from, to, aggregates, status, dueAt ?? null],
+      [from, to, aggregates],
     );
   }
 }
@@ -44,7 +43,7 @@ export function relayConfig(dbUrl: string, redisUrl: string, prefix: string, out
     redis: { url: redisUrl },
     outbox: {
       queue_pattern: `${prefix}jobqueue:{priority}_priority`,
-      // Markers outlive a bench run by minutes at most, even if the run is interrupted before cleanup.
+      // High-water marks outlive a bench run by minutes at most, even if the run is interrupted before cleanup.
       dedup_window: '10m',
       ...outbox,
     },

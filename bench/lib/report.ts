@@ -28,6 +28,10 @@ export interface BenchOptions {
   memoryKeys: number;
   /** Events the relay publishes before the marker memory is read. @defaultValue 1000000 */
   memoryEvents: number;
+  /** Producer rate of the held-snapshot bench, events/s. @defaultValue 5000 (BENCH_HELD_RATE, --held-rate) */
+  heldRate: number;
+  /** Seconds the held-snapshot bench holds the snapshot. @defaultValue 600 (BENCH_HELD_SECONDS, --held-seconds) */
+  heldSeconds: number;
   /** Which benchmarks to run. @defaultValue all */
   only: string[];
   progress(message: string): void;
@@ -45,6 +49,7 @@ export interface Row {
 
 export const ALL_BENCHES = [
   'drain',
+  'held',
   'freshness',
   'producer',
   'duplicate',
@@ -70,6 +75,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       history: { type: 'string' },
       'memory-keys': { type: 'string' },
       'memory-events': { type: 'string' },
+      'held-rate': { type: 'string' },
+      'held-seconds': { type: 'string' },
       only: { type: 'string' },
       help: { type: 'boolean' },
     },
@@ -77,7 +84,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   if (values.help) {
     console.log(`Usage: npm run bench -- [--events N] [--aggregates N] [--workers 1,2,4] [--batch N] [--rate N]
          [--seconds N] [--poll-ms N] [--transactions N] [--checks N] [--history N] [--memory-keys N] [--memory-events N]
-         [--only drain,freshness,producer,duplicate,growth,memory,scale,import]
+         [--held-rate N] [--held-seconds N]
+         [--only drain,held,freshness,producer,duplicate,growth,memory,scale,import]
 Each flag also reads BENCH_<NAME> from the environment (BENCH_EVENTS=200000, BENCH_HISTORY=5000000, ...).`);
     process.exit(0);
   }
@@ -107,6 +115,8 @@ Each flag also reads BENCH_<NAME> from the environment (BENCH_EVENTS=200000, BEN
     history: num(values.history, 'BENCH_HISTORY', 5_000_000),
     memoryKeys: num(values['memory-keys'], 'BENCH_MEMORY_KEYS', 20_000),
     memoryEvents: num(values['memory-events'], 'BENCH_MEMORY_EVENTS', 1_000_000),
+    heldRate: num(values['held-rate'], 'BENCH_HELD_RATE', 5000),
+    heldSeconds: num(values['held-seconds'], 'BENCH_HELD_SECONDS', 600),
     only: only.length > 0 ? only : [...ALL_BENCHES],
     progress: (m) => process.stderr.write(`  ${m}\n`),
   };

@@ -59,7 +59,10 @@ function userPrefix(): { prefix: string[]; uid?: number; gid?: number } | string
  * The server runs with fsync off: a server crash (not a machine crash) still loses nothing, since what Postgres wrote
  * is in the OS page cache; the soak tests the server restart, not the disk.
  */
-export async function startOwnedCluster(dir: string): Promise<OwnedCluster | { unavailable: string }> {
+export async function startOwnedCluster(
+  dir: string,
+  options: { durable?: boolean; settings?: string[] } = {},
+): Promise<OwnedCluster | { unavailable: string }> {
   const bin = findBinDir();
   if (!bin) return { unavailable: 'no initdb/pg_ctl found (set PG_BINDIR, or put pg_config on PATH)' };
   const user = userPrefix();
@@ -89,10 +92,11 @@ export async function startOwnedCluster(dir: string): Promise<OwnedCluster | { u
     `-p ${port}`,
     `-k ${pgDir}`,
     '-c listen_addresses=127.0.0.1',
-    '-c fsync=off',
-    '-c full_page_writes=off',
+    // `durable`: as production runs (the held-snapshot bench); else fsync off (see above).
+    ...(options.durable ? [] : ['-c fsync=off', '-c full_page_writes=off']),
     '-c max_connections=200',
-    '-c shared_buffers=32MB',
+    `-c shared_buffers=${options.durable ? '256MB' : '32MB'}`,
+    ...(options.settings ?? []).map((s) => `-c ${s}`),
   ].join(' ');
   const startArgv = tool('pg_ctl', [
     '-D',

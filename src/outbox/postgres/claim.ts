@@ -122,6 +122,11 @@ export class Claim {
   }
 
   #read(rows: readonly ClaimRow[]): void {
+    // The function returns lane after lane. Merge the lanes into write order (each item keyed by the highest seq of
+    // its lane so far, then a stable sort): each lane keeps its own order (parked events, then its interval), which is
+    // what per-aggregate order needs, and a batch spanning lanes reaches each list close to write order.
+    const keys = new Map<ClaimItem, bigint>();
+    const laneMax = new Map<number, bigint>();
     for (const r of rows) {
       if (r.kind === 'R') {
         this.refreshed = true;
@@ -132,9 +137,18 @@ export class Claim {
           exhausted: r.exhausted === true,
         });
       } else {
-        this.items.push({ event: toClaimed(r), action: r.kind === 'p' ? 'park' : 'push' });
+        const item: ClaimItem = { event: toClaimed(r), action: r.kind === 'p' ? 'park' : 'push' };
+        const seq = BigInt(r.seq);
+        const key = (laneMax.get(r.lane) ?? seq) > seq ? (laneMax.get(r.lane) as bigint) : seq;
+        laneMax.set(r.lane, key);
+        keys.set(item, key);
+        this.items.push(item);
       }
     }
+    this.items.sort((a, b) => {
+      const d = (keys.get(a) as bigint) - (keys.get(b) as bigint);
+      return d < 0n ? -1 : d > 0n ? 1 : 0;
+    });
   }
 
   /** Give the claim up. If even ROLLBACK fails the connection is dead or confused: `release()` then destroys it. */

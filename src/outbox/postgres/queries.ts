@@ -50,18 +50,24 @@ export function handledSql(e: string, c: string): string {
 }
 
 /**
- * The unhandled events of lane `lane` (a literal 0..15), cheapest first: the interval's stragglers by transaction id,
- * and the walk of `(lane, seq)` from the lane's `done_lo` (migrations/0009 says why nothing else can be unhandled).
- * Selects `cols` of `e`, with `c` the lane's cursor; `extra` is AND-ed in.
+ * The unhandled events of lane `lane` (a literal 0..15), each once: the stragglers, by transaction id (open at the
+ * lane's `done` snapshot, or started after it) at or below `done_lo`, and the walk of `(lane, seq)` above `done_lo`
+ * (migrations/0009 says why nothing else can be unhandled). Selects `cols` of `e`, with `c` the lane's cursor;
+ * `extra` is AND-ed in. Costs the size of the lane's backlog, not of its history.
  */
 export function unhandledSql(lane: number, cols: string, extra = 'true'): string {
   const l = laneLiteral(lane);
+  const cursor = (col: string) => `(SELECT ${col} FROM cursor WHERE lane = ${l})`;
   return `SELECT ${cols} FROM ${EVENTS_TABLE} e JOIN cursor c ON c.lane = e.lane
            WHERE e.lane = ${l} AND e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(done_snap) FROM cursor WHERE lane = ${l}))
-             AND e.seq <= (SELECT done_lo FROM cursor WHERE lane = ${l}) AND NOT ${handledSql('e', 'c')} AND ${extra}
+             AND e.seq <= ${cursor('done_lo')} AND NOT ${handledSql('e', 'c')} AND ${extra}
           UNION ALL
           SELECT ${cols} FROM ${EVENTS_TABLE} e JOIN cursor c ON c.lane = e.lane
-           WHERE e.lane = ${l} AND e.seq > (SELECT done_lo FROM cursor WHERE lane = ${l})
+           WHERE e.lane = ${l} AND e.txid >= ${cursor('pg_snapshot_xmax(done_snap)')}
+             AND e.seq <= ${cursor('done_lo')} AND NOT ${handledSql('e', 'c')} AND ${extra}
+          UNION ALL
+          SELECT ${cols} FROM ${EVENTS_TABLE} e JOIN cursor c ON c.lane = e.lane
+           WHERE e.lane = ${l} AND e.seq > ${cursor('done_lo')}
              AND NOT ${handledSql('e', 'c')} AND ${extra}`;
 }
 
