@@ -6,9 +6,13 @@ import { runCleanup } from '../src/maintenance/run-cleanup.js';
 import { claimTick, SCHEDULE_TABLE } from '../src/maintenance/schedule-sql.js';
 import { type ScheduledRun, startMaintenance } from '../src/maintenance/scheduler.js';
 import { Metrics } from '../src/metrics/metrics.js';
-import { cleanupOutbox } from '../src/outbox/cleanup.js';
+import { cleanupOutbox } from '../src/outbox/postgres/cleanup.js';
+import { Relay } from '../src/outbox/postgres/relay.js';
+import { createPublisher } from '../src/publishers/create-publisher.js';
+import { createRedis } from '../src/redis.js';
+import { silentLogger } from '../src/logger.js';
 import { outboxCounts, seedOutbox } from './helpers/outbox-rows.js';
-import { createTestDatabase, type TestDatabase, waitFor } from './helpers/services.js';
+import { createTestDatabase, deleteRedisPrefix, REDIS_URL, redisPrefix, type TestDatabase, waitFor } from './helpers/services.js';
 
 const DAY = 86_400_000;
 let db: TestDatabase;
@@ -20,45 +24,97 @@ after(async () => {
   await db.close();
 });
 
+/** An empty ring: partition 0 current (opened now), the others free. */
 async function resetOutbox() {
-  await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
+  await db.pool.query(`
+    TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked;
+    UPDATE exactly_once_outbox_meta SET current_part = 0;
+    UPDATE exactly_once_outbox_parts SET opened_at = CASE WHEN part = 0 THEN now() END, closed_at = NULL;`);
 }
 
-describe('outbox cleanup', () => {
-  test('deletes published and failed rows older than cleanup_after, never pending ones', async () => {
+/** Pretend partition `part` opened (and, with `closedAgoMs`, closed) that long ago. */
+async function age(part: number, openedAgoMs: number, closedAgoMs?: number) {
+  await db.pool.query(
+    `UPDATE exactly_once_outbox_parts
+        SET opened_at = now() - make_interval(secs => $2::float8 / 1000),
+            closed_at = CASE WHEN $3::float8 IS NULL THEN closed_at ELSE now() - make_interval(secs => $3::float8 / 1000) END
+      WHERE part = $1`,
+    [part, openedAgoMs, closedAgoMs ?? null],
+  );
+}
+
+async function parts(): Promise<{ current: number; rows: Map<number, number> }> {
+  const { rows } = await db.pool.query<{ part: number; n: number }>(
+    'SELECT part, count(*)::int AS n FROM exactly_once_outbox_events GROUP BY part',
+  );
+  const meta = await db.pool.query<{ current_part: number }>('SELECT current_part FROM exactly_once_outbox_meta');
+  return { current: meta.rows[0]?.current_part ?? -1, rows: new Map(rows.map((r) => [r.part, r.n])) };
+}
+
+describe('outbox cleanup (retention by partition)', () => {
+  test('rotates to an empty partition, then truncates the closed one once cleanup_after has passed', async () => {
     await resetOutbox();
-    const old = 8 * DAY;
+    await seedOutbox(db.pool, [{ status: 'published' }, { status: 'published' }, { status: 'published' }]);
+    // Partition 0 is young: nothing happens.
+    let result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });
+    assert.deepEqual(result, { deleted: 0, batches: 0, rotated: false });
+    // Older than cleanup_after / 6: the pointer moves on; partition 0 just closed, so it is kept.
+    await age(0, 2 * DAY);
+    result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });
+    assert.deepEqual(result, { deleted: 0, batches: 0, rotated: true });
+    assert.equal((await parts()).current, 1);
+    await seedOutbox(db.pool, [{ status: 'pending' }]);
+    assert.deepEqual([...(await parts()).rows], [[0, 3], [1, 1]], 'new events go to the new partition');
+    // Closed more than cleanup_after ago: truncated, every one of its events at once.
+    await age(0, 9 * DAY, 8 * DAY);
+    result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });
+    assert.deepEqual(result, { deleted: 3, batches: 1, rotated: false });
+    assert.deepEqual([...(await parts()).rows], [[1, 1]]);
+    assert.deepEqual(await outboxCounts(db.pool), { pending: 1, published: 0, failed: 0 });
+  });
+
+  test('a partition holding an event no relay has handled yet is kept until one has', async () => {
+    await resetOutbox();
+    await seedOutbox(db.pool, [{ status: 'published' }, { status: 'pending', aggregateId: 'late' }]);
+    await age(0, 9 * DAY);
+    await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY }); // rotates
+    await age(0, 9 * DAY, 8 * DAY);
+    let result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });
+    assert.equal(result.deleted, 0, 'the pending event keeps its partition');
+    assert.deepEqual(await outboxCounts(db.pool), { pending: 1, published: 1, failed: 0 });
+    // A relay publishes it; then the partition goes.
+    const redis = createRedis(REDIS_URL, silentLogger);
+    const prefix = redisPrefix('maintenance');
+    try {
+      const config = configFromObject({
+        database: { url: db.url },
+        outbox: { queue_pattern: `${prefix}{priority}` },
+      });
+      const relay = new Relay({ config, pool: db.pool, publisher: createPublisher(config, { redis }) });
+      assert.equal((await relay.publishDue()).published, 1);
+      await relay.stop();
+      result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });
+      assert.deepEqual(result, { deleted: 2, batches: 1, rotated: false });
+    } finally {
+      await deleteRedisPrefix(redis, prefix);
+      redis.disconnect();
+    }
+  });
+
+  test('failed events older than cleanup_after are deleted; newer ones and pending parked events stay', async () => {
+    await resetOutbox();
     await seedOutbox(db.pool, [
-      { status: 'published', ageMs: old },
-      { status: 'pending', ageMs: old },
-      { status: 'failed', ageMs: old },
-      { status: 'published', ageMs: old },
-      { status: 'pending', ageMs: old },
-      { status: 'published', ageMs: 1000 },
+      { status: 'failed', ageMs: 8 * DAY },
       { status: 'failed', ageMs: 1000 },
-      { status: 'pending', ageMs: 0 },
+      { status: 'pending', retryCount: 2, ageMs: 8 * DAY },
     ]);
-    // Small windows, so the keyset walk crosses several statements and steps over old pending rows.
-    const result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY, batchSize: 2 });
-    assert.equal(result.deleted, 3);
-    assert.ok(result.batches >= 3, `expected several windows, got ${result.batches}`);
-    assert.deepEqual(await outboxCounts(db.pool), { pending: 3, published: 1, failed: 1 });
+    const result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });
+    assert.equal(result.deleted, 1);
+    assert.deepEqual(await outboxCounts(db.pool), { pending: 1, published: 0, failed: 1 });
   });
 
-  test('stops at the first window with nothing old instead of scanning the whole table', async () => {
-    await resetOutbox();
-    await seedOutbox(db.pool, [
-      ...Array.from({ length: 5 }, () => ({ status: 'published' as const, ageMs: 8 * DAY })),
-      ...Array.from({ length: 50 }, () => ({ status: 'published' as const, ageMs: 0 })),
-    ]);
-    const result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY, batchSize: 5 });
-    assert.equal(result.deleted, 5);
-    assert.equal(result.batches, 2);
-  });
-
-  test('rejects a negative age or batch size naming the option', async () => {
+  test('rejects a negative age naming the option', async () => {
     await assert.rejects(cleanupOutbox(db.pool, { olderThanMs: -1 }), { field: 'olderThanMs' });
-    await assert.rejects(cleanupOutbox(db.pool, { olderThanMs: 1, batchSize: 0 }), { field: 'batchSize' });
   });
 });
 
@@ -67,14 +123,17 @@ describe('runCleanup', () => {
 
   test('outbox: deletes, reports and counts', async () => {
     await resetOutbox();
-    await seedOutbox(db.pool, [{ status: 'published', ageMs: 8 * DAY }, { status: 'pending' }]);
+    await seedOutbox(db.pool, [{ status: 'published' }, { status: 'published' }]);
+    await age(0, 9 * DAY);
+    await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY }); // rotates; partition 0 closes now
+    await age(0, 9 * DAY, 8 * DAY);
     const metrics = new Metrics({ processMetrics: false });
     const report = await runCleanup({ config, pool: db.pool, metrics }, 'outbox');
-    assert.equal(report.outbox?.deleted, 1);
+    assert.equal(report.outbox?.deleted, 2, 'the partition of the published event and the old failed event');
     assert.equal(report.idempotency, undefined);
     const text = await metrics.text();
     assert.match(text, /exactly_once_maintenance_runs_total\{type="outbox",result="ok"\} 1/);
-    assert.match(text, /exactly_once_maintenance_deleted_total\{type="outbox"\} 1/);
+    assert.match(text, /exactly_once_maintenance_deleted_total\{type="outbox"\} 2/);
   });
 
   test('idempotency: calls the service; explicit type with no service or disabled feature is FeatureDisabledError', async () => {

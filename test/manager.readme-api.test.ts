@@ -7,6 +7,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { Manager } from '../src/entries/manager.js';
 import { generateIdempotencyKey, loadConfig, storeInOutbox } from '../src/index.js';
+import { markKey } from '../src/publishers/hash-tag.js';
 import { testRedis } from './helpers/idempotency-env.js';
 import {
   createTestDatabase,
@@ -142,7 +143,7 @@ test('processInTransaction: the write, the outbox event and the key commit toget
   assert.deepEqual(rows[0], { shipments: 1, events: 1 });
 });
 
-test('createRelay start/stop delivers an event stored in a Kysely transaction; its marker lives dedup_window while the COMMIT is in doubt', async () => {
+test('createRelay start/stop delivers an event stored in a Kysely transaction; its high-water mark lives dedup_window and stops a second push', async () => {
   const [event] = await kysely.transaction().execute(async (trx) => {
     await trx.insertInto('orders').values({ id: 'o-1', total: 42 }).execute();
     return [
@@ -157,14 +158,17 @@ test('createRelay start/stop delivers an event stored in a Kysely transaction; i
   });
   assert.ok(event);
   const list = `${prefix}jobqueue:high_priority`;
-  // The relay's first COMMIT fails (as if it died after the push), so the marker must stay for dedup_window; once a
-  // COMMIT succeeds the marker is deleted (only batches in doubt keep theirs).
+  // The relay's commits after a push fail (as if it died after the push), so the push is retried: the lane's
+  // high-water mark, written by the push itself, must say the job is there, and live dedup_window.
   await db.pool.query(`
     CREATE FUNCTION test_refuse_publish() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN RAISE EXCEPTION 'test: COMMIT of the publish refused'; END $$;
-    CREATE TRIGGER test_refuse_publish BEFORE UPDATE ON exactly_once_outbox
-      FOR EACH ROW WHEN (NEW.status = 'published') EXECUTE FUNCTION test_refuse_publish();`);
-  const marker = `{${list}}:eo:dedup:${event.id}`;
+    CREATE TRIGGER test_refuse_publish BEFORE INSERT ON exactly_once_outbox_progress
+      FOR EACH ROW WHEN (current_query() LIKE '%exactly_once_outbox_advance%') EXECUTE FUNCTION test_refuse_publish();`);
+  const { rows: meta } = await db.pool.query<{ outbox_id: string; lane: number }>(
+    "SELECT outbox_id, hashtext('order/o-1') & 15 AS lane FROM exactly_once_outbox_meta",
+  );
+  const marker = markKey(list, meta[0]?.outbox_id as string, meta[0]?.lane as number);
   const relay = manager.createRelay();
   await relay.start();
   try {
@@ -194,13 +198,19 @@ test('createRelay start/stop delivers an event stored in a Kysely transaction; i
     const ttl = await redis.pttl(marker);
     assert.ok(
       ttl > DEDUP_WINDOW_MS - 60_000 && ttl <= DEDUP_WINDOW_MS,
-      `dedup marker PTTL ${ttl} ms; outbox.dedup_window is 90m (${DEDUP_WINDOW_MS} ms)`,
+      `high-water mark PTTL ${ttl} ms; outbox.dedup_window is 90m (${DEDUP_WINDOW_MS} ms)`,
     );
-    await db.pool.query('DROP TRIGGER test_refuse_publish ON exactly_once_outbox');
-    await waitFor(async () => (await redis.exists(marker)) === 0, 15_000, 'the marker to go once the COMMIT succeeded');
-    assert.equal(await redis.llen(list), 1, 'the retry found the marker and did not push again');
+    await db.pool.query('DROP TRIGGER test_refuse_publish ON exactly_once_outbox_progress');
+    await waitFor(
+      async () =>
+        (await db.pool.query("SELECT 1 FROM exactly_once_outbox WHERE aggregate_id = 'o-1' AND status = 'published'"))
+          .rows.length === 1,
+      15_000,
+      'the COMMIT to succeed',
+    );
+    assert.equal(await redis.llen(list), 1, 'the retries found the mark and did not push again');
   } finally {
-    await db.pool.query('DROP TRIGGER IF EXISTS test_refuse_publish ON exactly_once_outbox');
+    await db.pool.query('DROP TRIGGER IF EXISTS test_refuse_publish ON exactly_once_outbox_progress');
     await relay.stop();
   }
   const { rows } = await db.pool.query('SELECT status FROM exactly_once_outbox WHERE id = $1', [event.id]);

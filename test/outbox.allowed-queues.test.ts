@@ -6,11 +6,11 @@ import { Manager } from '../src/manager.js';
 import { destinationPolicy, globMatch, isAllowedDestination } from '../src/outbox/allowed-queues.js';
 import type { NewOutboxEvent } from '../src/outbox/types.js';
 import { storeInOutbox } from '../src/outbox/writer.js';
-import { dedupMarkerKey } from '../src/publishers/hash-tag.js';
+import { markKey } from '../src/publishers/hash-tag.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 
 // The destination allow-list: an event's `queue` may name only the lists `queue_pattern` produces and what
-// `outbox.allowed_queues` allows; never another application's key, never a dedup marker.
+// `outbox.allowed_queues` allows; never another application's key, never one of the relay's high-water marks.
 
 let fx: OutboxFixture;
 
@@ -88,12 +88,12 @@ describe('the rule (what the writer and the relay both apply)', () => {
     assert.equal(literal.allows('qXhigh'), false);
   });
 
-  test('a dedup marker is never a destination, whatever the patterns allow', () => {
+  test("a high-water mark (or an earlier version's dedup marker) is never a destination, whatever the patterns allow", () => {
     const everything = destinationPolicy({ allowedQueues: ['*'] });
     assert.equal(everything.allows('anything:at:all'), true);
-    const marker = dedupMarkerKey('jobqueue:low_priority', '0190a3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b');
-    assert.equal(everything.allows(marker), false);
-    assert.match(everything.reason(marker) ?? '', /reserved.*dedup marker/);
+    const mark = markKey('jobqueue:low_priority', '0190a3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b', 3);
+    assert.equal(everything.allows(mark), false);
+    assert.match(everything.reason(mark) ?? '', /reserved.*relay's own keys/);
     assert.equal(everything.allows('x:eo:dedup:y'), false);
   });
 
@@ -155,23 +155,24 @@ describe('storeInOutbox refuses a destination that is not allowed, before anythi
     assert.equal(await outboxCount('cfg-refused'), 0);
   });
 
-  test("an event aimed at another event's dedup marker is refused, so the other event is not lost as a 'duplicate'", async () => {
-    // Before the allow-list: the attacker's job was LPUSHed onto the victim's (future) marker key, so the victim's
-    // SET NX found the key taken and the victim was counted a duplicate and never reached its list.
-    const victimId = '0190a3c4-5d6e-7f80-9a1b-00000000beef';
-    const marker = dedupMarkerKey(fx.lowQueue, victimId);
+  test("an event aimed at a high-water mark is refused, so the relay's marks stay marks", async () => {
+    // Without the reservation the attacker's job would be LPUSHed onto the mark of the victim's lane, turning it into
+    // a list: every later publish script would fail on it (WRONGTYPE on HMGET), stopping that lane's destination.
+    const { rows } = await fx.db.pool.query<{ outbox_id: string; lane: number }>(
+      "SELECT outbox_id, hashtext('/victim') & 15 AS lane FROM exactly_once_outbox_meta",
+    );
+    const mark = markKey(fx.lowQueue, rows[0]?.outbox_id as string, rows[0]?.lane as number);
     await assert.rejects(
-      fx.kysely.transaction().execute((trx) => storeInOutbox(trx, event('attacker', marker), { allowedQueues: ['*'] })),
+      fx.kysely.transaction().execute((trx) => storeInOutbox(trx, event('attacker', mark), { allowedQueues: ['*'] })),
       (err: unknown) => err instanceof OutboxQueueNotAllowedError && /reserved/.test(err.message),
     );
-    await fx.kysely.transaction().execute((trx) => storeInOutbox(trx, { ...event('victim'), id: victimId }));
+    const victim = await fx.kysely.transaction().execute((trx) => storeInOutbox(trx, event('victim')));
     await fx.relay().publishDue();
     assert.deepEqual(
       (await fx.jobs()).filter((j) => j.aggregate_id === 'victim').map((j) => j.id),
-      [victimId],
+      [victim.id],
     );
-    // The marker name never held the attacker's job (a list); the relay's own marker is gone once its batch committed.
-    assert.equal(await fx.redis.type(marker), 'none');
+    assert.equal(await fx.redis.type(mark), 'hash', 'the relay wrote its mark there; nobody else did');
   });
 
   test('Manager.storeInOutbox applies the manager config; it refuses the pool too', async () => {

@@ -7,8 +7,9 @@
  * - the lists `queue_pattern` produces (`{priority}` as `high` and as `low`), and
  * - the patterns in `outbox.allowed_queues`, where `*` matches any run of characters (`:` included) and everything
  *   else is literal,
- * and must never be a dedup marker key (`{...}:eo:dedup:<id>`, see src/publishers/hash-tag.ts), whatever the patterns
- * say: any name containing `:eo:dedup:` is reserved.
+ * and must never be one of the relay's own keys, whatever the patterns say: any name containing `:eo:hwm:` (a
+ * high-water mark, see `markKey` in src/publishers/hash-tag.ts) or `:eo:dedup:` (the dedup markers of earlier
+ * versions) is reserved.
  *
  * The writer checks at `storeInOutbox` time; the relay checks again with its own config before publishing, because a
  * row can also be inserted by plain SQL.
@@ -23,8 +24,8 @@ export interface DestinationOptions {
 }
 
 const DEFAULT_QUEUE_PATTERN = 'jobqueue:{priority}_priority';
-/** Every dedup marker contains this; see `dedupMarkerKey` in src/publishers/hash-tag.ts. */
-const MARKER_INFIX = ':eo:dedup:';
+/** Every high-water mark's name contains the first (`markKey` in src/publishers/hash-tag.ts); earlier versions' dedup markers the second. */
+const RESERVED_INFIXES = [':eo:hwm:', ':eo:dedup:'];
 
 /** A compiled allow-list. `reason(queue)` is `undefined` when the queue is allowed, else why it is not. */
 export interface DestinationPolicy {
@@ -50,8 +51,9 @@ export function destinationPolicy(options: DestinationOptions = {}): Destination
   const globs = [...(options.allowedQueues ?? [])];
   const patterns = [...defaults, ...globs];
   const reason = (queue: string): string | undefined => {
-    if (queue.includes(MARKER_INFIX)) {
-      return `${JSON.stringify(queue)} is reserved: names containing "${MARKER_INFIX}" are dedup markers, never a destination`;
+    const infix = RESERVED_INFIXES.find((i) => queue.includes(i));
+    if (infix !== undefined) {
+      return `${JSON.stringify(queue)} is reserved: names containing "${infix}" are the relay's own keys, never a destination`;
     }
     if (defaults.has(queue) || globs.some((g) => globMatch(g, queue))) return undefined;
     return (
