@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { configFromObject, loadConfig } from '../src/config/load-config.js';
 import { Manager } from '../src/manager.js';
-import { dedupMarkerKey } from '../src/publishers/hash-tag.js';
+import { markKey } from '../src/publishers/hash-tag.js';
 import { insertRawEvents } from './helpers/raw-events.js';
 import {
   createTestDatabase,
@@ -18,9 +18,9 @@ import {
   waitFor,
 } from './helpers/services.js';
 
-// `outbox.dedup_window` is how long after a push a second run of the same event (a relay that crashed before its
-// COMMIT, then came back) is still recognised and not pushed again. It must reach Redis as the marker's lifetime,
-// through the config users write and the Manager they construct, in the right unit.
+// `outbox.dedup_window` is how long after a push a second run of the same batch (a relay that crashed before its
+// COMMIT, then came back) is still recognised and not pushed again. It must reach Redis as the lifetime of the lane's
+// high-water mark, through the config users write and the Manager they construct, in the right unit.
 
 let db: TestDatabase;
 let redis: Redis;
@@ -39,26 +39,35 @@ after(async () => {
 });
 
 /**
- * Make the relay's mark-published statement fail, so a publish pushes and then rolls back: the crash window (pushed,
- * not committed), the only time a marker must stay. A committed batch's markers are deleted (issue 10).
+ * Make the relay's cursor advance fail, so a publish pushes and then rolls back: the crash window (pushed, not
+ * committed), which the mark must cover.
  */
 async function failCommits(): Promise<void> {
   await db.pool.query(`
     CREATE OR REPLACE FUNCTION test_refuse_publish() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN RAISE EXCEPTION 'test: COMMIT of the publish refused'; END $$;
-    CREATE TRIGGER test_refuse_publish BEFORE UPDATE ON exactly_once_outbox
-      FOR EACH ROW WHEN (NEW.status = 'published') EXECUTE FUNCTION test_refuse_publish();`);
+    CREATE TRIGGER test_refuse_publish BEFORE INSERT ON exactly_once_outbox_progress
+      FOR EACH ROW WHEN (current_query() LIKE '%exactly_once_outbox_advance%') EXECUTE FUNCTION test_refuse_publish();`);
 }
 
 async function allowCommits(): Promise<void> {
-  await db.pool.query('DROP TRIGGER IF EXISTS test_refuse_publish ON exactly_once_outbox');
+  await db.pool.query('DROP TRIGGER IF EXISTS test_refuse_publish ON exactly_once_outbox_progress');
+}
+
+/** The mark of the lane `aggregateId` (type '') hashes to, in the low-priority list. */
+async function markOf(aggregateId: string): Promise<string> {
+  const { rows } = await db.pool.query<{ outbox_id: string; lane: number }>(
+    "SELECT outbox_id, hashtext('/' || $1) & 15 AS lane FROM exactly_once_outbox_meta",
+    [aggregateId],
+  );
+  return markKey(lowQueue, rows[0]?.outbox_id as string, rows[0]?.lane as number);
 }
 
 async function pushesOf(id: string): Promise<number> {
   return (await redis.lrange(lowQueue, 0, -1)).filter((j) => JSON.parse(j).id === id).length;
 }
 
-test('a 37s dedup_window (configFromObject + Manager) gives the marker a 37s lifetime', async () => {
+test('a 37s dedup_window (configFromObject + Manager) gives the mark a 37s lifetime', async () => {
   const config = configFromObject({
     database: { url: db.url },
     redis: { url: REDIS_URL },
@@ -70,23 +79,21 @@ test('a 37s dedup_window (configFromObject + Manager) gives the marker a 37s lif
     await failCommits();
     await assert.rejects(manager.publishOutboxEvents(), /COMMIT of the publish refused/);
     assert.equal(await pushesOf(id), 1, 'pushed, not committed');
-    const pttl = await redis.pttl(dedupMarkerKey(lowQueue, id));
-    assert.ok(pttl > 30_000 && pttl <= 37_000, `marker PTTL ${pttl} ms, expected (30000, 37000]`);
+    const pttl = await redis.pttl(await markOf('w37'));
+    assert.ok(pttl > 30_000 && pttl <= 37_000, `mark PTTL ${pttl} ms, expected (30000, 37000]`);
 
     // Within the window a second run of the same event is recognised and pushes nothing.
     await allowCommits();
     const again = await manager.publishOutboxEvents();
     assert.deepEqual({ published: again.published, duplicates: again.duplicates }, { published: 0, duplicates: 1 });
     assert.equal(await pushesOf(id), 1);
-    // Committed as published: the marker has done its job and is deleted rather than held for the whole window.
-    assert.equal(await redis.exists(dedupMarkerKey(lowQueue, id)), 0, 'marker deleted after the COMMIT');
   } finally {
     await allowCommits();
     await manager.close();
   }
 });
 
-test('after a 2s dedup_window (YAML + loadConfig) the marker is gone and a re-run of the event is pushed again', async () => {
+test('after a 2s dedup_window (YAML + loadConfig) the mark is gone and a re-run of the batch pushes again', async () => {
   const file = path.join(tmpdir(), `eo-dedup-window-${process.pid}-${Date.now()}.yaml`);
   writeFileSync(
     file,
@@ -110,11 +117,11 @@ test('after a 2s dedup_window (YAML + loadConfig) the marker is gone and a re-ru
     await failCommits();
     await assert.rejects(manager.publishOutboxEvents(), /COMMIT of the publish refused/);
     await allowCommits();
-    const marker = dedupMarkerKey(lowQueue, id);
+    const marker = await markOf('w1');
     const pttl = await redis.pttl(marker);
-    assert.ok(pttl > 1000 && pttl <= 2000, `marker PTTL ${pttl} ms, expected (1000, 2000]`);
+    assert.ok(pttl > 1000 && pttl <= 2000, `mark PTTL ${pttl} ms, expected (1000, 2000]`);
 
-    await waitFor(async () => (await redis.exists(marker)) === 0, 6000, 'the dedup marker to expire');
+    await waitFor(async () => (await redis.exists(marker)) === 0, 6000, 'the mark to expire');
     // The window is over: nothing remembers the first push, so a late re-run pushes the job a second time. This is
     // what dedup_window bounds: keep it longer than a relay can stay down between its push and its COMMIT.
     const late = await manager.publishOutboxEvents();

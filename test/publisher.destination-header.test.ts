@@ -185,7 +185,7 @@ test('a row whose destination header bypassed validation (plain SQL) fails at on
   );
   const [bad, good] = stored.map((e) => e.id);
   await fx.db.pool.query(
-    `UPDATE exactly_once_outbox SET headers = headers || '{"destination": "kafka"}'::jsonb WHERE id = $1`,
+    `UPDATE exactly_once_outbox_events SET headers = headers || '{"destination": "kafka"}'::jsonb WHERE id = $1`,
     [bad],
   );
   const relay = fx.relay({ publisher: createPublisher(fx.config, { redis: fx.redis }) });

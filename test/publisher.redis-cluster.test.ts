@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Relay } from '../src/outbox/postgres/relay.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
-import { dedupMarkerKey, hashTag, keySlot } from '../src/publishers/hash-tag.js';
+import { hashTag, keySlot, markKey } from '../src/publishers/hash-tag.js';
 import { RedisListPublisher } from '../src/publishers/redis-list.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 import { eventStates, insertRawEvents } from './helpers/raw-events.js';
@@ -77,12 +77,15 @@ test('keySlot and hashTag agree with CLUSTER KEYSLOT, for tricky and random keys
   for (const key of keys) assert.equal(keySlot(key), await tc.keyslot(key), `slot of ${JSON.stringify(key)}`);
 });
 
-test('each dedup marker lands in its list slot (CLUSTER KEYSLOT), for tricky keys too', async () => {
-  const id = '0190f6c2-0000-7000-8000-000000000001';
+test('each high-water mark lands in its list slot (CLUSTER KEYSLOT), for tricky keys too; two lists never share one', async () => {
+  const outbox = '0190f6c2-0000-7000-8000-000000000001';
+  const seen = new Set<string>();
   for (const key of TRICKY_KEYS) {
-    const marker = dedupMarkerKey(key, id);
-    assert.equal(await tc.keyslot(marker), await tc.keyslot(key), `marker ${JSON.stringify(marker)} of ${key}`);
-    assert.ok(marker.endsWith(`:eo:dedup:${id}`), marker);
+    const mark = markKey(key, outbox, 7);
+    assert.equal(await tc.keyslot(mark), await tc.keyslot(key), `mark ${JSON.stringify(mark)} of ${key}`);
+    assert.ok(mark.includes(`:eo:hwm:${outbox}:7`), mark);
+    assert.ok(!seen.has(mark), `${mark} named twice`);
+    seen.add(mark);
   }
 });
 
@@ -93,18 +96,19 @@ test('the relay publishes events whose queue is x}y or {}abc, next to good event
     { aggregateId: 'plain', payload: '{"n":9}' },
   ]);
   const publisher = new RedisListPublisher(tc.client, { queuePattern: 'cl2:jobqueue:{priority}_priority' });
-  // Without `forget`, the relay leaves the markers after its COMMIT, as a relay that died before its cleanup would:
-  // the second run below must find each of them in its list's slot. `forget` itself is checked at the end.
-  const relay = new Relay({
-    config: fx.config,
-    pool: fx.db.pool,
-    publisher: { publish: (e, o) => publisher.publish(e, o) },
-  });
-  const summary = await relay.runBatch();
-  assert.deepEqual(
-    { claimed: summary.claimed, published: summary.published, retried: summary.retried, failed: summary.failed },
-    { claimed: ids.length, published: ids.length, retried: 0, failed: 0 },
-  );
+  // The first relay "dies before COMMIT" (its cursor advance is refused): the second run must find each push in the
+  // mark of its list's lane, in its list's slot.
+  await fx.db.pool.query(`
+    CREATE OR REPLACE FUNCTION test_refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'test: COMMIT refused'; END $$;
+    CREATE TRIGGER test_refuse_commit BEFORE INSERT ON exactly_once_outbox_progress
+      FOR EACH ROW WHEN (current_query() LIKE '%exactly_once_outbox_advance%') EXECUTE FUNCTION test_refuse_commit();`);
+  const relay = new Relay({ config: fx.config, pool: fx.db.pool, publisher });
+  try {
+    await assert.rejects(relay.runBatch(), /COMMIT refused/);
+  } finally {
+    await fx.db.pool.query('DROP TRIGGER test_refuse_commit ON exactly_once_outbox_progress');
+  }
   for (const [n, queue] of queues.entries()) {
     const jobs = (await tc.client.lrange(queue, 0, -1)).map((j) => JSON.parse(j));
     assert.deepEqual(
@@ -112,43 +116,16 @@ test('the relay publishes events whose queue is x}y or {}abc, next to good event
       [ids[n]],
       `the job in ${queue}`,
     );
-    const marker = dedupMarkerKey(queue, ids[n] as string);
-    assert.ok((await tc.client.pttl(marker)) > 0, `marker of ${queue} is live`);
   }
   assert.equal(await tc.client.llen('cl2:jobqueue:low_priority'), 1);
 
-  // A second run of the same rows (a relay that died before COMMIT) finds every marker and pushes nothing.
-  const claimed = (
-    await fx.db.pool.query('SELECT * FROM exactly_once_outbox WHERE id = ANY($1::uuid[]) ORDER BY seq', [ids])
-  ).rows.map((r) => ({
-    seq: String(r.seq),
-    id: r.id,
-    aggregateType: r.aggregate_type,
-    aggregateId: r.aggregate_id,
-    eventType: r.event_type,
-    tenantId: '',
-    queue: r.queue,
-    retryCount: 0,
-    maxRetries: null,
-    createdAt: r.created_at,
-    payload: JSON.stringify(r.payload),
-    headers: '{}',
-    priority: null,
-    traceparent: null,
-    filepath: null,
-    filesize: null,
-  }));
-  const outcomes = await publisher.publish(claimed);
+  // The second run of the same batch finds every push in its mark and pushes nothing.
+  const summary = await relay.runBatch();
   assert.deepEqual(
-    outcomes.map((o) => o.kind),
-    ids.map(() => 'duplicate'),
+    { claimed: summary.claimed, duplicates: summary.duplicates, published: summary.published, failed: summary.failed },
+    { claimed: ids.length, duplicates: ids.length, published: 0, failed: 0 },
   );
   for (const queue of queues) assert.equal(await tc.client.llen(queue), 1, queue);
-  // After a COMMIT the relay deletes the markers, one UNLINK per slot (a multi-slot UNLINK would be refused).
-  await publisher.forget(claimed);
-  for (const [n, queue] of queues.entries()) {
-    assert.equal(await tc.client.exists(dedupMarkerKey(queue, ids[n] as string)), 0, `marker of ${queue} deleted`);
-  }
 });
 
 test('a WRONGTYPE destination fails only its own event; other aggregates, same slot or not, go out in that batch', async () => {
@@ -186,16 +163,15 @@ test('a WRONGTYPE destination fails only its own event; other aggregates, same s
   assert.match(states.get(bad as string)?.lastError ?? '', /WRONGTYPE/);
   assert.equal(states.get(behindBad as string)?.status, 'pending');
   assert.equal(states.get(behindBad as string)?.retryCount, 0, 'held, not retried');
-  assert.equal(await tc.client.exists(dedupMarkerKey('{s}bad', bad as string)), 0, 'no marker for a failed push');
 });
 
-test('on Redis Cluster the relay publishes each event once, marker and list in one slot, order kept', async () => {
+test('on Redis Cluster the relay publishes each event once, mark and list in one slot, order kept', async () => {
   const high = 'cl:jobqueue:high_priority';
   const low = 'cl:jobqueue:low_priority';
   // The two lists live in different slots, so one batch needs two script calls.
   assert.notEqual(await tc.keyslot(high), await tc.keyslot(low));
   assert.notEqual(hashTag(high), hashTag(low));
-  await fx.db.pool.query("UPDATE exactly_once_outbox SET status = 'failed' WHERE status = 'pending'");
+  await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
 
   const events = await storeInOutboxStandalone(fx.db.pool, [
     ...Array.from({ length: 20 }, (_, n) => ({ aggregateId: `a${n % 4}`, eventType: 'e', payload: { n } })),

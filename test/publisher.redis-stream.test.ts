@@ -3,7 +3,6 @@ import { after, before, test } from 'node:test';
 import { Relay } from '../src/outbox/postgres/relay.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { createPublisher } from '../src/publishers/create-publisher.js';
-import { dedupMarkerKey } from '../src/publishers/hash-tag.js';
 import { RedisStreamPublisher, STREAM_FIELDS } from '../src/publishers/redis-stream.js';
 import { type OutboxFixture, outboxFixture } from './helpers/outbox-fixture.js';
 import { eventStates, insertRawEvents } from './helpers/raw-events.js';
@@ -39,7 +38,7 @@ test('config: outbox.publisher stream makes the Manager-side factory build the s
   assert.equal(fx.config.outbox.stream.maxlen, undefined, 'no trimming unless asked');
 });
 
-test('an entry carries the job fields; a re-run of the same rows appends nothing (markers)', async () => {
+test('an entry carries the job fields; a re-run of the same batch appends nothing (high-water marks)', async () => {
   const stream = `${fx.prefix}stream:shape`;
   const [event] = await storeInOutboxStandalone(
     fx.db.pool,
@@ -56,13 +55,15 @@ test('an entry carries the job fields; a re-run of the same rows appends nothing
   );
   assert.ok(event);
   const publisher = createPublisher(fx.config, { redis: fx.redis });
-  // The first relay "dies before COMMIT": without `forget` its marker stays, as it would after a crash.
-  const crashing = new Relay({
-    config: fx.config,
-    pool: fx.db.pool,
-    publisher: { publish: (events, options) => publisher.publish(events, options) },
-  });
-  assert.equal((await crashing.publishDue()).published, 1);
+  // The first relay "dies before COMMIT": its cursor advance is refused after the append.
+  await fx.db.pool.query(`
+    CREATE FUNCTION test_refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'test: COMMIT refused'; END $$;
+    CREATE TRIGGER test_refuse_commit BEFORE INSERT ON exactly_once_outbox_progress
+      FOR EACH ROW WHEN (current_query() LIKE '%exactly_once_outbox_advance%') EXECUTE FUNCTION test_refuse_commit();`);
+  const crashing = new Relay({ config: fx.config, pool: fx.db.pool, publisher });
+  await assert.rejects(crashing.publishDue(), /COMMIT refused/);
+  await fx.db.pool.query('DROP TRIGGER test_refuse_commit ON exactly_once_outbox_progress');
   const [entry] = await entries(stream);
   assert.ok(entry);
   assert.deepEqual(Object.keys(entry).slice(1), [...STREAM_FIELDS]);
@@ -89,16 +90,11 @@ test('an entry carries the job fields; a re-run of the same rows appends nothing
   assert.deepEqual(JSON.parse(entry.payload as string), { filepath: '/in/a.csv', filesize: 1234, big: 'ü' });
   assert.equal(new Date(entry.creation_time as string).toISOString(), entry.creation_time);
 
-  // The relay died before COMMIT: the same rows are published again, and find their markers.
-  await fx.db.pool.query("UPDATE exactly_once_outbox SET status = 'pending', published_at = NULL WHERE id = $1", [
-    event.id,
-  ]);
-  assert.ok((await fx.redis.pttl(dedupMarkerKey(stream, event.id))) > 0, 'the marker guards the stream');
+  // The relay died before COMMIT: the same batch is read again, and its mark says the entry is there.
   const relay = new Relay({ config: fx.config, pool: fx.db.pool, publisher });
   const again = await relay.publishDue();
-  assert.deepEqual([again.claimed, again.duplicates], [1, 1], 'claimed again, found its marker');
+  assert.deepEqual([again.claimed, again.duplicates], [1, 1], 'claimed again, found in the mark');
   assert.equal((await entries(stream)).length, 1, 'no second entry');
-  assert.equal(await fx.redis.exists(dedupMarkerKey(stream, event.id)), 0, 'committed: the marker is deleted');
 });
 
 test('a WRONGTYPE stream fails only its own event; the aggregate behind it is held, others go out', async () => {
@@ -128,7 +124,6 @@ test('a WRONGTYPE stream fails only its own event; the aggregate behind it is he
   const states = await eventStates(fx.db.pool, ids);
   assert.match(states.get(ids[1] as string)?.lastError ?? '', /WRONGTYPE/);
   assert.equal(states.get(ids[2] as string)?.retryCount, 0, 'held, not retried');
-  assert.equal(await fx.redis.exists(dedupMarkerKey(bad, ids[1] as string)), 0, 'no marker for a failed XADD');
 });
 
 test('outbox.stream.maxlen trims each stream to about that many entries (MAXLEN ~)', async () => {
