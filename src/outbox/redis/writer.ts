@@ -14,7 +14,7 @@ export interface RedisOutboxOptions extends DestinationOptions {
 
 /** What the writer needs of an ioredis `multi()`: queue an EVAL. */
 interface RedisTransaction {
-  eval(script: string, numKeys: number, ...args: (string | number)[]): unknown;
+  eval(script: string, numKeys: number, args: string[]): unknown;
   isCluster?: boolean;
 }
 
@@ -52,10 +52,8 @@ export function storeInRedisOutbox(
 ): OutboxEvent[] {
   const h = handle as Record<string, unknown>;
   if (h.isPipeline !== true) throw new OutboxMultiRequiredError('an ioredis client');
-  const queued = h._queue as { name?: string }[] | undefined;
-  if (!((h._transactions as number) > 0 || queued?.[0]?.name === 'multi')) {
-    throw new OutboxMultiRequiredError('an ioredis pipeline() without MULTI');
-  }
+  const open = openMulti(h);
+  if (open !== true) throw new OutboxMultiRequiredError(open);
   const multi = handle as RedisTransaction;
   const keys = outboxKeys(options.redis?.keyPrefix ?? DEFAULT_KEY_PREFIX);
   const policy = policyFor(options);
@@ -118,17 +116,32 @@ export function storeInRedisOutbox(
   });
   // EVAL with the script's text, not EVALSHA: inside EXEC a NOSCRIPT (the server restarted, SCRIPT FLUSH, a failover)
   // would fail only this command while the app's writes commit, losing the event. Redis caches the compiled script.
+  // One array, never spread: 30,000 events are 150,000 arguments, past what a JavaScript call may take (ioredis
+  // flattens an array argument into the command's arguments).
   const fixed = [keys.seq, keys.due, keys.delayed, keys.leases, keys.pending];
-  multi.eval(
-    STORE_LUA,
-    fixed.length + eventKeys.length * 2,
-    ...fixed,
-    ...eventKeys,
-    ...listKeys,
-    ...args,
-    keys.doorbell,
-  );
+  const argv = fixed.concat(eventKeys, listKeys, args, [keys.doorbell]);
+  multi.eval(STORE_LUA, fixed.length + eventKeys.length * 2, argv);
   return stored;
+}
+
+/**
+ * `true` when commands queued now run inside an open MULTI, else what the handle is instead. A pipeline whose MULTI
+ * was already closed (`p.multi(); p.set(...); p.exec()` queues the EXEC) would run the event's script after EXEC,
+ * outside the app's transaction: with a failed WATCH the app's writes are discarded and the event stored anyway.
+ * ioredis queues MULTI, EXEC and DISCARD like any command, so the last of them in the queue says whether one is open;
+ * `_transactions` (its count of open MULTIs) agrees when this ioredis has it.
+ */
+function openMulti(h: Record<string, unknown>): true | string {
+  const queued = (h._queue as { name?: string }[] | undefined) ?? [];
+  let last: string | undefined;
+  for (let i = queued.length - 1; i >= 0 && last === undefined; i--) {
+    const name = queued[i]?.name;
+    if (name === 'multi' || name === 'exec' || name === 'discard') last = name;
+  }
+  const counted = typeof h._transactions === 'number' ? h._transactions > 0 : true;
+  if (last === 'multi' && counted) return true;
+  if (last === undefined) return 'an ioredis pipeline() without MULTI';
+  return `an ioredis pipeline whose MULTI was already closed by ${last.toUpperCase()}`;
 }
 
 /** The event as stored in its hash's `d` field: short names, defaults left out (memory per event, see README). */
