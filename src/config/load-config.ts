@@ -233,8 +233,21 @@ function checkRedisOutbox(raw: RawConfig, file: string | undefined): void {
       file,
     );
   }
-  if (!raw.redis.cluster) return;
   const prefix = o.redis.key_prefix;
+  // The relay refuses to push onto a key under key_prefix (it could overwrite the outbox's own state), so a default
+  // list there would fail every ordinary event.
+  for (const priority of ['high', 'low']) {
+    const list = o.queue_pattern.replaceAll('{priority}', priority);
+    if (!list.startsWith(prefix)) continue;
+    throw new ConfigError(
+      'exactly_once.outbox.queue_pattern',
+      `list ${JSON.stringify(list)} starts with outbox.redis.key_prefix ${JSON.stringify(prefix)}, where the outbox ` +
+        'keeps its own keys: the relay would refuse every event bound for it. Give the lists and the outbox keys ' +
+        'different prefixes (the defaults: queue_pattern "jobqueue:{priority}_priority", key_prefix "eo:{outbox}:")',
+      file,
+    );
+  }
+  if (!raw.redis.cluster) return;
   const tag = hashTag(`${prefix}due`);
   if (tag === `${prefix}due`) {
     throw new ConfigError(
