@@ -246,10 +246,13 @@ export function sqlState(err: unknown): string | undefined {
 /** A query parameter, body field or argument is invalid. `field` names it (`limit`, `cursor`, `ids[2]`, `ttl`). */
 export class InvalidParameterError extends ExactlyOnceError {
   readonly field: string;
+  /** What is wrong, without the field's name (the message is `<field>: <problem>`). */
+  readonly problem: string;
 
   constructor(field: string, message: string, options?: { cause?: unknown }) {
     super('EO_INVALID_PARAMETER', `${field}: ${message}`, options);
     this.field = field;
+    this.problem = message;
   }
 }
 

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { formatDuration } from '../config/duration.js';
 import type { SqlExecutor } from '../db/executor.js';
-import { errorText, postgresTarget } from '../db/pool.js';
+import { errorText, postgresTarget, refusesConnection } from '../db/pool.js';
 import { ConfigError, ServiceUnreachableError, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isCluster, type RedisClient, redisTarget } from '../redis.js';
@@ -49,6 +49,9 @@ export async function waitForPostgres(url: string, connectTimeoutMs: number, opt
     } catch (err) {
       options.signal?.throwIfAborted();
       const state = sqlState(err);
+      if (state !== undefined && refusesConnection(state)) {
+        throw new ServiceUnreachableError('postgres', target, errorText(err), { cause: err });
+      }
       if (state !== undefined && !STARTING_UP.has(state)) throw err;
       reason =
         performance.now() - started >= timeout - 50 ? `no answer within ${formatDuration(timeout)}` : errorText(err);
