@@ -370,6 +370,24 @@ export class AdminForeignOriginError extends ExactlyOnceError {
   }
 }
 
+/**
+ * A request to the admin API or the dashboard whose `Host` names neither an IP address, `localhost` nor an entry of
+ * `admin.allowed_hosts`: what a page on another site sends after pointing its own name at this server (DNS
+ * rebinding), which the same-origin check alone cannot tell from the dashboard. Refused before anything else.
+ */
+export class AdminHostNotAllowedError extends ExactlyOnceError {
+  readonly host: string;
+
+  constructor(host: string) {
+    super(
+      'EO_ADMIN_HOST_NOT_ALLOWED',
+      `Host ${JSON.stringify(host.slice(0, 200))} is not a name of this server: use its IP address or localhost, or ` +
+        'add the name to admin.allowed_hosts (env ADMIN_ALLOWED_HOSTS)',
+    );
+    this.host = host;
+  }
+}
+
 /** The outbox event an admin request names does not exist (never written, or deleted by cleanup). */
 export class OutboxEventNotFoundError extends ExactlyOnceError {
   readonly id: string;

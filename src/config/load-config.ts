@@ -40,7 +40,7 @@ export function defaultConfig(): Config {
 
 /**
  * Resolve config once: defaults, then the YAML file (`path`, else `EXACTLY_ONCE_CONFIG`), then the environment
- * (`DATABASE_URL`, `REDIS_URL`, `REDIS_CLUSTER_NODES`, `ADMIN_TOKEN`, `ADMIN_READ_ONLY`), then `overrides`. Validates everything and returns a frozen object.
+ * (`DATABASE_URL`, `REDIS_URL`, `REDIS_CLUSTER_NODES`, `ADMIN_TOKEN`, `ADMIN_READ_ONLY`, `ADMIN_ALLOWED_HOSTS`), then `overrides`. Validates everything and returns a frozen object.
  * Throws `ConfigError` naming the key path and the file.
  *
  * The file may hold the full tree (`exactly_once: {...}`) or a fragment of it (`outbox: {...}`), as the reference
@@ -118,6 +118,12 @@ function applyEnv(tree: Record<string, unknown>, env: Record<string, string | un
     const value = env.ADMIN_READ_ONLY.trim().toLowerCase();
     if (value !== 'true' && value !== 'false') throw new ConfigError('ADMIN_READ_ONLY', 'must be "true" or "false"');
     deepMerge(tree, { admin: { read_only: value === 'true' } });
+  }
+  if (env.ADMIN_ALLOWED_HOSTS !== undefined) {
+    const hosts = env.ADMIN_ALLOWED_HOSTS.split(',')
+      .map((h) => h.trim())
+      .filter((h) => h !== '');
+    deepMerge(tree, { admin: { allowed_hosts: hosts } });
   }
 }
 
