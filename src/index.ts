@@ -10,6 +10,7 @@ export type { MigrationStatus } from './db/migrator.js';
 export { createMigrator, migrateDown, migrateToLatest, migrationStatus } from './db/migrator.js';
 export {
   AdminForeignOriginError,
+  AdminHostNotAllowedError,
   AdminReadOnlyError,
   AdminUnauthorizedError,
   CircuitOpenError,
