@@ -216,6 +216,27 @@ export class ServiceUnreachableError extends ExactlyOnceError {
   }
 }
 
+/**
+ * The Redis that holds the outbox (`outbox.storage_type: redis`) may evict any key when it is full (`maxmemory-policy`
+ * `allkeys-*`): an evicted event hash, aggregate list or status set is an event lost or stranded (G1). The relay
+ * refuses to start on it. `target` is `host:port`, `policy` the server's setting.
+ */
+export class RedisEvictionPolicyError extends ExactlyOnceError {
+  readonly target: string;
+  readonly policy: string;
+
+  constructor(target: string, policy: string) {
+    super(
+      'EO_REDIS_EVICTION_POLICY',
+      `Redis at ${target} runs with maxmemory-policy ${policy}: when full it may evict any key, and with the outbox ` +
+        'in it that loses or strands events. Set maxmemory-policy noeviction (writes then fail while it is full, ' +
+        'nothing is lost), or a volatile-* policy (the outbox keys have no TTL), or keep the outbox in another Redis',
+    );
+    this.target = target;
+    this.policy = policy;
+  }
+}
+
 /** SQLSTATE codes we match on; never match Postgres errors on message text. */
 export const PgErrorCode = {
   undefinedTable: '42P01',

@@ -37,6 +37,7 @@ export {
   OutboxQueueNotAllowedError,
   OutboxTransactionRequiredError,
   PublishUnavailableError,
+  RedisEvictionPolicyError,
   ServiceUnreachableError,
   UnsupportedExecutorError,
 } from './errors.js';

@@ -6,6 +6,7 @@ import { createPool, poolTimeouts } from '../../db/pool.js';
 import { FeatureDisabledError } from '../../errors.js';
 import { Manager, type OutboxRelay } from '../../manager.js';
 import { Metrics } from '../../metrics/metrics.js';
+import { refuseEvictingRedis } from '../../outbox/redis/eviction-policy.js';
 import { RedisOutboxInspector } from '../../outbox/redis/inspector.js';
 import { createRedisClient, type RedisClient, redisConfigTarget } from '../../redis.js';
 import { redisDurabilityWarning } from '../../redis-persistence.js';
@@ -170,6 +171,7 @@ export const relayCommand: Command = {
               : {}),
           })
         : undefined;
+      if (config.outbox.storageType === 'redis') await refuseEvictingRedis(redis);
       const durability = redisDurabilityWarning(config);
       if (durability !== undefined) {
         await reportRedisPersistence(redis, config.redis.url, logger, durability, (target, durable) =>

@@ -5,6 +5,7 @@ import type { NewOutboxEvent, OutboxEvent } from '../types.js';
 import { checkedIds } from '../validate-event.js';
 import { aggregateMember, DEFAULT_KEY_PREFIX, outboxKeys } from './keys.js';
 import { outboxLua } from './scripts.js';
+import { encodeEvent } from './stored-event.js';
 
 /** `storeInOutbox`'s options as the Redis outbox reads them: pass `config.outbox`. */
 export interface RedisOutboxOptions extends DestinationOptions {
@@ -88,11 +89,11 @@ export function storeInRedisOutbox(
     const id = ids[i] as string;
     const aggregateType = e.aggregateType ?? '';
     const aggregate = aggregateMember(aggregateType, e.aggregateId);
-    const data = eventData(e);
+    const encoded = encodeEvent(e);
     eventKeys.push(keys.event(id));
     listKeys.push(keys.aggregateList(aggregate));
-    args.push(id, data, aggregate);
-    const parsed = JSON.parse(data) as StoredEventData;
+    const large = encoded.large;
+    args.push(id, encoded.d, aggregate, large?.dm ?? '', large?.pv ?? '', large ? String(large.pb) : '');
     const now = new Date();
     return {
       id,
@@ -100,9 +101,9 @@ export function storeInRedisOutbox(
       aggregateId: e.aggregateId,
       aggregateType,
       eventType: e.eventType,
-      payload: parsed.p,
+      payload: encoded.payload,
       headers: { ...(e.headers ?? {}) },
-      metadata: parsed.m ?? {},
+      metadata: encoded.metadata,
       tenantId: e.tenantId ?? '',
       queue: e.queue ?? null,
       status: 'pending',
@@ -114,8 +115,6 @@ export function storeInRedisOutbox(
       publishedAt: null,
     };
   });
-  // EVAL with the script's text, not EVALSHA: inside EXEC a NOSCRIPT (the server restarted, SCRIPT FLUSH, a failover)
-  // would fail only this command while the app's writes commit, losing the event. Redis caches the compiled script.
   // One array, never spread: 30,000 events are 150,000 arguments, past what a JavaScript call may take (ioredis
   // flattens an array argument into the command's arguments).
   const fixed = [keys.seq, keys.due, keys.delayed, keys.leases, keys.pending];
@@ -142,34 +141,4 @@ function openMulti(h: Record<string, unknown>): true | string {
   if (last === 'multi' && counted) return true;
   if (last === undefined) return 'an ioredis pipeline() without MULTI';
   return `an ioredis pipeline whose MULTI was already closed by ${last.toUpperCase()}`;
-}
-
-/** The event as stored in its hash's `d` field: short names, defaults left out (memory per event, see README). */
-export interface StoredEventData {
-  /** aggregateType */
-  at?: string;
-  /** aggregateId */
-  ai: string;
-  /** eventType */
-  et: string;
-  /** payload */
-  p: unknown;
-  h?: Record<string, string>;
-  m?: Record<string, unknown>;
-  /** tenantId */
-  tn?: string;
-  q?: string;
-  /** maxRetries */
-  mr?: number;
-}
-
-function eventData(e: NewOutboxEvent): string {
-  const d: StoredEventData = { ai: e.aggregateId, et: e.eventType, p: e.payload ?? null };
-  if (e.aggregateType) d.at = e.aggregateType;
-  if (e.headers && Object.keys(e.headers).length > 0) d.h = e.headers;
-  if (e.metadata && Object.keys(e.metadata).length > 0) d.m = e.metadata;
-  if (e.tenantId) d.tn = e.tenantId;
-  if (e.queue !== undefined) d.q = e.queue;
-  if (e.maxRetries !== undefined) d.mr = e.maxRetries;
-  return JSON.stringify(d);
 }
