@@ -36,6 +36,8 @@ import { type OutboxScripts, outboxScripts } from './scripts.js';
  */
 const SUPPORTED = new Set(['status', 'limit', 'cursor', 'order', 'destinations', 'payload']);
 const CHUNK = 1000;
+/** Events per replay script call (lua/replay-5.lua). */
+const REPLAY_CHUNK = 250;
 
 /**
  * Operators' view of the Redis outbox (`outbox.storage_type: redis`): listing in write order with the same cursors as
@@ -221,18 +223,24 @@ export class RedisOutboxInspector implements OutboxInspector {
       const aggregate = row?.status === 'failed' ? rowAggregate(row) : undefined;
       if (row && aggregate) args.push(row.id, aggregate.member);
     }
-    if (args.length === 0) return [];
     const k = this.#keys;
-    return (await this.#scripts.replay(
-      5,
-      k.due,
-      k.delayed,
-      k.leases,
-      k.pending,
-      k.failed,
-      k.prefix,
-      ...args,
-    )) as string[];
+    const replayed: string[] = [];
+    // A replay script blocks Redis while it runs: a few hundred events per call keep each one to milliseconds.
+    for (let i = 0; i < args.length; i += 2 * REPLAY_CHUNK) {
+      const chunk = args.slice(i, i + 2 * REPLAY_CHUNK);
+      const ids = (await this.#scripts.replay(
+        5,
+        k.due,
+        k.delayed,
+        k.leases,
+        k.pending,
+        k.failed,
+        k.prefix,
+        ...chunk,
+      )) as string[];
+      replayed.push(...ids);
+    }
+    return replayed;
   }
 
   async #hashes(ids: readonly string[], fields: readonly string[]): Promise<(string | null)[][]> {
