@@ -156,31 +156,35 @@ export async function listOutboxEvents(db: SqlExecutor, options: ListOutboxOptio
   }
   if (options.queue !== undefined) where.push(queueMatch(options.queue, options.destinations, param));
   // Previews: the payload never leaves Postgres whole, only its first characters (at most 4 bytes each, trimmed to
-  // PAYLOAD_PREVIEW_BYTES below) and its size.
+  // PAYLOAD_PREVIEW_BYTES below) and its size. jsonb has no cheaper way to either than printing the value, so each row
+  // prints it once, in the page's subquery (20 payloads of 10 MB: the same server work as listing them whole was,
+  // without sending or parsing 200 MB).
   const preview = options.payload === 'preview';
-  const columns = preview
-    ? `${PREVIEW_COLUMNS}, left(payload::text, ${param(PAYLOAD_PREVIEW_BYTES)}::int) AS payload_preview,
-       octet_length(payload::text) AS payload_bytes`
-    : '*';
   // One row more than asked tells whether another page exists without a count(*).
+  const page = `SELECT ${preview ? `${PREVIEW_COLUMNS}, payload::text AS payload_text` : '*'} FROM ${OUTBOX_TABLE}
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY seq ${order === 'asc' ? 'ASC' : 'DESC'}
+      LIMIT ${param(limit + 1)}`;
   const { rows } = await queryOutbox<OutboxRow & { payload_preview?: string; payload_bytes?: number }>(
     db,
     // The comment names the statement in pg_stat_activity, for operators (and the admin pool test) to find it.
-    `/* exactly-once: list outbox */ SELECT ${columns} FROM ${OUTBOX_TABLE}
-      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY seq ${order === 'asc' ? 'ASC' : 'DESC'}
-      LIMIT ${param(limit + 1)}`,
+    preview
+      ? `/* exactly-once: list outbox */ SELECT ${PREVIEW_COLUMNS},
+           left(payload_text, ${param(PAYLOAD_PREVIEW_BYTES)}::int) AS payload_preview,
+           octet_length(payload_text) AS payload_bytes
+         FROM (${page}) page ORDER BY seq ${order === 'asc' ? 'ASC' : 'DESC'}`
+      : `/* exactly-once: list outbox */ ${page}`,
     params,
   );
-  const page = rows.slice(0, limit).map((row) => {
+  const events = rows.slice(0, limit).map((row) => {
     if (!preview) return rowToEvent(row);
     return {
       ...rowToEvent({ ...row, payload: undefined }),
       payloadPreview: payloadPreview(row.payload_preview ?? 'null', Number(row.payload_bytes ?? 4)),
     };
   });
-  const last = page[page.length - 1];
-  return { events: page, nextCursor: rows.length > limit && last ? encodeCursor(last.seq) : null };
+  const last = events[events.length - 1];
+  return { events, nextCursor: rows.length > limit && last ? encodeCursor(last.seq) : null };
 }
 
 /**
