@@ -7,6 +7,7 @@ import {
   TrafficTally,
 } from '../insights.js';
 import type { DestinationRule } from '../inspect.js';
+import type { TrafficCaps } from '../inspector.js';
 import type { OutboxStatus } from '../types.js';
 import { readEventRows } from './event-rows.js';
 import type { OutboxKeys } from './keys.js';
@@ -108,9 +109,9 @@ export async function redisOutboxTraffic(
   rule: DestinationRule,
   sinceMs: number,
   bucketMs: number,
-): Promise<OutboxTraffic & { capped: boolean }> {
+): Promise<OutboxTraffic & TrafficCaps> {
   const tally = new TrafficTally(sinceMs, bucketMs);
-  let capped = false;
+  const cappedBy = { published: false, pending: false, failed: false };
   let looked = 0;
   // `light` reads: a large payload's event is read without it (read-events.lua).
   for await (const ids of walk(redis, keys.published, 'desc', TRAFFIC_SCAN_CAP)) {
@@ -120,7 +121,7 @@ export async function redisOutboxTraffic(
       if (queue !== undefined) tally.published(queue, Number(row?.published));
     }
   }
-  if (looked >= TRAFFIC_SCAN_CAP) capped = true;
+  if (looked >= TRAFFIC_SCAN_CAP) cappedBy.published = true;
   for (const status of ['pending', 'failed'] as const) {
     looked = 0;
     for await (const ids of walk(redis, keys[status], 'asc', BACKLOG_SCAN_CAP)) {
@@ -130,9 +131,9 @@ export async function redisOutboxTraffic(
         if (queue !== undefined) tally.backlog(queue, status);
       }
     }
-    if (looked >= BACKLOG_SCAN_CAP) capped = true;
+    if (looked >= BACKLOG_SCAN_CAP) cappedBy[status] = true;
   }
-  return { ...tally.report(), capped };
+  return { ...tally.report(), capped: Object.values(cappedBy).some(Boolean), cappedBy };
 }
 
 /**

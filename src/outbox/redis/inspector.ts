@@ -14,7 +14,7 @@ import {
   type RetrySelection,
   validateIds,
 } from '../inspect.js';
-import type { OutboxInspector } from '../inspector.js';
+import type { OutboxInspector, TrafficCaps } from '../inspector.js';
 import type { OutboxEvent, OutboxStatus } from '../types.js';
 import { readEventRows, rowAggregate, rowToEvent } from './event-rows.js';
 import {
@@ -112,7 +112,7 @@ export class RedisOutboxInspector implements OutboxInspector {
     return redisOverviewBacklog(this.#redis, this.#keys, await this.backlog());
   }
 
-  traffic(rule: DestinationRule, sinceMs: number, bucketMs: number): Promise<OutboxTraffic & { capped: boolean }> {
+  traffic(rule: DestinationRule, sinceMs: number, bucketMs: number): Promise<OutboxTraffic & TrafficCaps> {
     return redisOutboxTraffic(this.#redis, this.#keys, this.#scripts, rule, sinceMs, bucketMs);
   }
 
