@@ -11,10 +11,10 @@ import { writeConfigFile } from './helpers/relay-process.js';
 import { deleteRedisPrefix, REDIS_URL, redisPrefix, waitFor } from './helpers/services.js';
 import { spawnRedisServer } from './helpers/test-servers.js';
 
-// One broken event hash in the Redis outbox fails alone, with its reason, and strands nothing: an event whose `d` is
-// not JSON (written past storeInOutbox, or damaged), and an event whose hash is gone (evicted, a stray DEL). The
-// healthy events, the broken event's own aggregate and the operator's views carry on. A Redis that may evict any key
-// (maxmemory-policy allkeys-*) is refused at start: it could delete the outbox itself.
+// One broken event hash in the Redis outbox fails alone, with its reason, and strands nothing (G1, G3): an event
+// whose `d` is not JSON (written past storeInOutbox, or damaged), and an event whose hash is gone (evicted, a stray
+// DEL). The healthy events, the broken event's own aggregate and the operator's views carry on. A Redis that may evict
+// any key (maxmemory-policy allkeys-*) is refused at start: it could delete the outbox itself.
 
 const API = '/api/v1/exactly-once';
 const prefix = redisPrefix('redis_outbox_broken');

@@ -8,9 +8,10 @@ import { RedisOutboxRelay } from '../src/outbox/redis/relay.js';
 import { storeInOutbox } from '../src/outbox/writer.js';
 import { spawnRedisServer, type TestRedis } from './helpers/test-servers.js';
 
-// Replaying the failed events of one aggregate costs Redis work in proportion to the events replayed, not to the
-// square of the aggregate's length: every replay script runs in one go and blocks every other client while it does.
-// Counted in commands the scripts run (INFO commandstats, on a server of the test's own), not in milliseconds.
+// Replaying the failed events of one aggregate (in write order, G3) costs Redis work in proportion to the events
+// replayed, not to the square of the aggregate's length: every replay script runs in one go and blocks every other
+// client while it does. Counted in commands the scripts run (INFO commandstats, on a server of the test's own), not in
+// milliseconds.
 
 const FAILED = 2000;
 const PENDING = 500;
