@@ -63,7 +63,8 @@ describe('operator commands fail in one line', { concurrency: true }, () => {
     const runs = await Promise.all([
       cli(['outbox', 'list'], { DATABASE_URL: missing.toString() }),
       cli(['stats', '--queue', 'q'], { DATABASE_URL: missing.toString() }),
-      cli(['relay', '--port', '0', '--wait', '5s'], { DATABASE_URL: missing.toString() }),
+      // A long --wait: a missing database is not waited for, so the answer comes at once however loaded the machine.
+      cli(['relay', '--port', '0', '--wait', '60s'], { DATABASE_URL: missing.toString() }),
     ]);
     for (const r of runs) {
       assertOneLineError(
