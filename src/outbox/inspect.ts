@@ -7,6 +7,7 @@ export type Queryable = SqlExecutor;
 
 import { InvalidParameterError, NotMigratedError, PgErrorCode, sqlState } from '../errors.js';
 import { UUID_RE } from './ids.js';
+import { PAYLOAD_PREVIEW_BYTES, payloadPreview } from './payload-preview.js';
 import { OUTBOX_CHANNEL, OUTBOX_TABLE, type OutboxRow, rowToEvent } from './rows.js';
 import type { OutboxEvent, OutboxStatus } from './types.js';
 
@@ -28,6 +29,9 @@ export async function queryOutbox<R extends Record<string, unknown>>(
 }
 
 export const OUTBOX_STATUSES: readonly OutboxStatus[] = ['pending', 'published', 'failed'];
+/** The outbox columns but `payload`: a preview listing reads these and the payload's preview instead. */
+const PREVIEW_COLUMNS = `id, seq, aggregate_type, aggregate_id, event_type, headers, metadata, tenant_id, queue, status,
+       retry_count, max_retries, next_attempt_at, last_error, created_at, published_at`;
 export const LIST_DEFAULT_LIMIT = 50;
 export const LIST_MAX_LIMIT = 1000;
 /** Ids one retry call may name; more belongs in `allFailed`. */
@@ -61,6 +65,11 @@ export interface ListOutboxOptions {
   limit?: number;
   /** `nextCursor` of the previous page (of the same `order`). */
   cursor?: string;
+  /**
+   * `preview`: each event carries `payloadPreview` (the start of its payload's JSON text and its size) and no
+   * `payload`, so a page of large payloads stays small (src/outbox/payload-preview.ts). @defaultValue "full"
+   */
+  payload?: 'full' | 'preview';
 }
 
 /** `outbox.queue_pattern` and `outbox.default_priority`: the list an event without `queue` is pushed to. */
@@ -146,19 +155,36 @@ export async function listOutboxEvents(db: SqlExecutor, options: ListOutboxOptio
     where.push(`created_at ${op} ${param(value)}::timestamptz`);
   }
   if (options.queue !== undefined) where.push(queueMatch(options.queue, options.destinations, param));
+  // Previews: the payload never leaves Postgres whole, only its first characters (at most 4 bytes each, trimmed to
+  // PAYLOAD_PREVIEW_BYTES below) and its size. jsonb has no cheaper way to either than printing the value, so each row
+  // prints it once, in the page's subquery (20 payloads of 10 MB: the same server work as listing them whole was,
+  // without sending or parsing 200 MB).
+  const preview = options.payload === 'preview';
   // One row more than asked tells whether another page exists without a count(*).
-  const { rows } = await queryOutbox<OutboxRow>(
-    db,
-    // The comment names the statement in pg_stat_activity, for operators (and the admin pool test) to find it.
-    `/* exactly-once: list outbox */ SELECT * FROM ${OUTBOX_TABLE}
+  const page = `SELECT ${preview ? `${PREVIEW_COLUMNS}, payload::text AS payload_text` : '*'} FROM ${OUTBOX_TABLE}
       ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY seq ${order === 'asc' ? 'ASC' : 'DESC'}
-      LIMIT ${param(limit + 1)}`,
+      LIMIT ${param(limit + 1)}`;
+  const { rows } = await queryOutbox<OutboxRow & { payload_preview?: string; payload_bytes?: number }>(
+    db,
+    // The comment names the statement in pg_stat_activity, for operators (and the admin pool test) to find it.
+    preview
+      ? `/* exactly-once: list outbox */ SELECT ${PREVIEW_COLUMNS},
+           left(payload_text, ${param(PAYLOAD_PREVIEW_BYTES)}::int) AS payload_preview,
+           octet_length(payload_text) AS payload_bytes
+         FROM (${page}) page ORDER BY seq ${order === 'asc' ? 'ASC' : 'DESC'}`
+      : `/* exactly-once: list outbox */ ${page}`,
     params,
   );
-  const page = rows.slice(0, limit).map(rowToEvent);
-  const last = page[page.length - 1];
-  return { events: page, nextCursor: rows.length > limit && last ? encodeCursor(last.seq) : null };
+  const events = rows.slice(0, limit).map((row) => {
+    if (!preview) return rowToEvent(row);
+    return {
+      ...rowToEvent({ ...row, payload: undefined }),
+      payloadPreview: payloadPreview(row.payload_preview ?? 'null', Number(row.payload_bytes ?? 4)),
+    };
+  });
+  const last = events[events.length - 1];
+  return { events, nextCursor: rows.length > limit && last ? encodeCursor(last.seq) : null };
 }
 
 /**

@@ -6,8 +6,10 @@ import { createPool, poolTimeouts } from '../../db/pool.js';
 import { FeatureDisabledError } from '../../errors.js';
 import { Manager, type OutboxRelay } from '../../manager.js';
 import { Metrics } from '../../metrics/metrics.js';
+import { refuseEvictingRedis } from '../../outbox/redis/eviction-policy.js';
 import { RedisOutboxInspector } from '../../outbox/redis/inspector.js';
 import { createRedisClient, type RedisClient, redisConfigTarget } from '../../redis.js';
+import { redisDurabilityWarning } from '../../redis-persistence.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
 import { cliContext } from '../context.js';
 import { checkConnectionBudget, reportRedisPersistence, waitForPostgres, waitForRedis } from '../relay-startup.js';
@@ -169,9 +171,13 @@ export const relayCommand: Command = {
               : {}),
           })
         : undefined;
-      await reportRedisPersistence(redis, config.redis.url, logger, (target, durable) =>
-        metrics?.redisPersistence(target, durable),
-      );
+      if (config.outbox.storageType === 'redis') await refuseEvictingRedis(redis);
+      const durability = redisDurabilityWarning(config);
+      if (durability !== undefined) {
+        await reportRedisPersistence(redis, config.redis.url, logger, durability, (target, durable) =>
+          metrics?.redisPersistence(target, durable),
+        );
+      }
       manager = new Manager(config, { pool, redis, logger: ctx.logger, ...(metrics ? { metrics } : {}) });
       const created = manager.createOutboxRelay();
       await created.start();

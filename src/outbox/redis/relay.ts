@@ -300,6 +300,7 @@ export class RedisOutboxRelay {
 
   /** Where an event goes and its job, or why it cannot go (`permanent`: no retry can change that). */
   #plan(event: ClaimedRedisEvent): { list: string; job: string } | { error: string; permanent?: boolean } {
+    if (event.unreadable !== undefined) return { error: `event is unreadable: ${event.unreadable}`, permanent: true };
     const o = this.#config.outbox;
     const priority = priorityOf(event, o.defaultPriority);
     const list = event.queue ?? o.queuePattern.replaceAll('{priority}', priority);
