@@ -216,6 +216,27 @@ export class ServiceUnreachableError extends ExactlyOnceError {
   }
 }
 
+/**
+ * The Redis that holds the outbox (`outbox.storage_type: redis`) may evict any key when it is full (`maxmemory-policy`
+ * `allkeys-*`): an evicted event hash, aggregate list or status set is an event lost or stranded (G1). The relay
+ * refuses to start on it. `target` is `host:port`, `policy` the server's setting.
+ */
+export class RedisEvictionPolicyError extends ExactlyOnceError {
+  readonly target: string;
+  readonly policy: string;
+
+  constructor(target: string, policy: string) {
+    super(
+      'EO_REDIS_EVICTION_POLICY',
+      `Redis at ${target} runs with maxmemory-policy ${policy}: when full it may evict any key, and with the outbox ` +
+        'in it that loses or strands events. Set maxmemory-policy noeviction (writes then fail while it is full, ' +
+        'nothing is lost), or a volatile-* policy (the outbox keys have no TTL), or keep the outbox in another Redis',
+    );
+    this.target = target;
+    this.policy = policy;
+  }
+}
+
 /** SQLSTATE codes we match on; never match Postgres errors on message text. */
 export const PgErrorCode = {
   undefinedTable: '42P01',
@@ -247,10 +268,13 @@ export function sqlState(err: unknown): string | undefined {
 /** A query parameter, body field or argument is invalid. `field` names it (`limit`, `cursor`, `ids[2]`, `ttl`). */
 export class InvalidParameterError extends ExactlyOnceError {
   readonly field: string;
+  /** What is wrong, without the field's name (the message is `<field>: <problem>`). */
+  readonly problem: string;
 
   constructor(field: string, message: string, options?: { cause?: unknown }) {
     super('EO_INVALID_PARAMETER', `${field}: ${message}`, options);
     this.field = field;
+    this.problem = message;
   }
 }
 
@@ -365,6 +389,24 @@ export class AdminForeignOriginError extends ExactlyOnceError {
   constructor(origin: string) {
     super('EO_ADMIN_FOREIGN_ORIGIN', `writes are accepted only from this server's own pages (Origin: ${origin})`);
     this.origin = origin;
+  }
+}
+
+/**
+ * A request to the admin API or the dashboard whose `Host` names neither an IP address, `localhost` nor an entry of
+ * `admin.allowed_hosts`: what a page on another site sends after pointing its own name at this server (DNS
+ * rebinding), which the same-origin check alone cannot tell from the dashboard. Refused before anything else.
+ */
+export class AdminHostNotAllowedError extends ExactlyOnceError {
+  readonly host: string;
+
+  constructor(host: string) {
+    super(
+      'EO_ADMIN_HOST_NOT_ALLOWED',
+      `Host ${JSON.stringify(host.slice(0, 200))} is not a name of this server: use its IP address or localhost, or ` +
+        'add the name to admin.allowed_hosts (env ADMIN_ALLOWED_HOSTS)',
+    );
+    this.host = host;
   }
 }
 

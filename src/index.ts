@@ -10,6 +10,7 @@ export type { MigrationStatus } from './db/migrator.js';
 export { createMigrator, migrateDown, migrateToLatest, migrationStatus } from './db/migrator.js';
 export {
   AdminForeignOriginError,
+  AdminHostNotAllowedError,
   AdminReadOnlyError,
   AdminUnauthorizedError,
   CircuitOpenError,
@@ -36,6 +37,7 @@ export {
   OutboxQueueNotAllowedError,
   OutboxTransactionRequiredError,
   PublishUnavailableError,
+  RedisEvictionPolicyError,
   ServiceUnreachableError,
   UnsupportedExecutorError,
 } from './errors.js';

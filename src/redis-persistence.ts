@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { Config } from './config/load-config.js';
 
 /** What the destination Redis keeps across a restart, as far as it tells us. */
 export interface RedisPersistence {
@@ -39,4 +40,35 @@ export async function checkRedisPersistence(redis: Pick<Redis, 'info' | 'config'
 function configValue(reply: unknown): string | undefined {
   // [name, value] pairs; ioredis returns them as a flat array.
   return Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : undefined;
+}
+
+/**
+ * What a Redis restart without durable persistence would lose under this config, as the relay's start-up warning
+ * says it, or `undefined` when nothing there is at risk (then the relay neither checks nor warns):
+ * - the outbox in Redis (`outbox.storage_type: redis`): the outbox itself, events and the jobs moved from them;
+ * - the Postgres outbox with a Redis destination (`publisher: list | stream`): jobs Postgres already marks published;
+ * - idempotency keys kept only in Redis (`idempotency.storage.type: redis`): a redelivered job runs again.
+ * The pg-boss destination keeps its jobs in Postgres, and the database store's hot cache is only a cache.
+ *
+ * @example const warning = redisDurabilityWarning(config); if (warning) await reportRedisPersistence(..., warning);
+ */
+export function redisDurabilityWarning(config: Pick<Config, 'outbox' | 'idempotency'>): string | undefined {
+  const o = config.outbox;
+  const outboxInRedis = o.enabled && o.storageType === 'redis';
+  const jobsInRedis = o.enabled && o.storageType === 'database' && o.publisher !== 'pg-boss';
+  const keysInRedis = config.idempotency.enabled && config.idempotency.storage.type === 'redis';
+  const advice = 'Run it with appendonly yes and appendfsync everysec (or always).';
+  if (jobsInRedis && !keysInRedis) {
+    return (
+      'DESTINATION REDIS DOES NOT PERSIST JOBS DURABLY: a Redis restart loses jobs that Postgres already marks ' +
+      `published, and no relay will push them again. ${advice}`
+    );
+  }
+  const lost = [
+    ...(outboxInRedis ? ['outbox events your EXEC committed and the jobs the relay moved from them'] : []),
+    ...(jobsInRedis ? ['jobs that Postgres already marks published, which no relay pushes again'] : []),
+    ...(keysInRedis ? ['completed idempotency keys, so a job delivered again runs its effect twice'] : []),
+  ];
+  if (lost.length === 0) return undefined;
+  return `REDIS DOES NOT PERSIST ITS DATA DURABLY: a Redis restart loses ${lost.join('; and ')}. ${advice}`;
 }

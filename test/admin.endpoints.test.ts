@@ -187,7 +187,10 @@ describe('/outbox', () => {
     );
     assert.equal(first.json.events[0].status, 'failed');
     assert.equal(first.json.events[0].last_error, 'boom');
-    assert.deepEqual(first.json.events[0].payload, { n: 1 });
+    // A listing carries the payload's preview and size; GET /outbox/events/:id carries the payload itself.
+    assert.deepEqual(JSON.parse(first.json.events[0].payload_preview), { n: 1 });
+    assert.equal(first.json.events[0].payload_bytes, Buffer.byteLength('{"n": 1}'));
+    assert.equal(first.json.events[0].payload_truncated, false);
     assert.equal(typeof first.json.next_cursor, 'string');
     assert.equal(first.json.backlog.pending, 1);
     assert.equal(first.json.backlog.failed, 3);

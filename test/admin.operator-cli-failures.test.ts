@@ -56,4 +56,36 @@ describe('operator commands fail in one line', { concurrency: true }, () => {
     assert.doesNotMatch(spaced.stderr, /two words/, 'the secret is not echoed');
     assertOneLineError(stats, 1, /^exactly-once stats: ADMIN_TOKEN: is set but empty/);
   });
+
+  test('a database that does not exist: operator commands and the relay print one line with its code', async () => {
+    const missing = new URL(bare.url);
+    missing.pathname = `/${bare.name}_missing`;
+    const runs = await Promise.all([
+      cli(['outbox', 'list'], { DATABASE_URL: missing.toString() }),
+      cli(['stats', '--queue', 'q'], { DATABASE_URL: missing.toString() }),
+      // A long --wait: a missing database is not waited for, so the answer comes at once however loaded the machine.
+      cli(['relay', '--port', '0', '--wait', '60s'], { DATABASE_URL: missing.toString() }),
+    ]);
+    for (const r of runs) {
+      assertOneLineError(
+        r,
+        1,
+        /^exactly-once (outbox|stats|relay): /,
+        new RegExp(`database "${bare.name}_missing" does not exist`),
+        /\[EO_SERVICE_UNREACHABLE\]$/,
+      );
+    }
+  });
+
+  test('flag values are named once, and a negative number is read as a value', async () => {
+    const [cursor, orders, limit] = await Promise.all([
+      cli(['outbox', 'list', '--cursor', 'garbage']),
+      cli(['demo', '--orders', '-5']),
+      cli(['outbox', 'list', '--limit', '-1']),
+    ]);
+    assertOneLineError(cursor, 2, /^exactly-once outbox: --cursor: is not a cursor/);
+    assert.doesNotMatch(cursor.stderr, /cursor: cursor:/);
+    assertOneLineError(orders, 2, /^exactly-once demo: --orders must be 1\.\.100000/);
+    assertOneLineError(limit, 2, /^exactly-once outbox: --limit must be an integer from 1 to 1000/);
+  });
 });

@@ -217,10 +217,12 @@ describe('admin reads have a pool of their own', () => {
 
   test('a page of big events ends at about 1 MiB, with a cursor to the rest', async () => {
     assert.ok(relay, 'the previous test started the relay');
-    // Five dead events of ~300 KB each: limit=1000 would send all of them in one piece.
+    // Five dead events with ~300 KB of metadata each: limit=1000 would send all of them in one piece. (Payloads are
+    // listed as 1 KiB previews; metadata is listed whole.)
     await db.pool.query(
-      `INSERT INTO exactly_once_outbox (aggregate_id, event_type, payload, status)
-       SELECT 'big-' || g, 'e', jsonb_build_object('blob', repeat('b', 300000)), 'failed' FROM generate_series(1, 5) g`,
+      `INSERT INTO exactly_once_outbox (aggregate_id, event_type, payload, metadata, status)
+       SELECT 'big-' || g, 'e', '{}', jsonb_build_object('blob', repeat('b', 300000)), 'failed'
+         FROM generate_series(1, 5) g`,
     );
     const sizes: number[] = [];
     let cursor: string | null = '';

@@ -411,3 +411,31 @@ describe('the admin token is usable or refused at start', () => {
     assert.equal(accepts('admin:\n  token: t0ken\n').admin.token, 't0ken');
   });
 });
+
+describe('admin.allowed_hosts: the names the admin API answers to besides addresses and localhost', () => {
+  test('host names, .domain and *; a scheme or a port is refused, naming the entry', () => {
+    assert.deepEqual(loadConfig(undefined, { env: {} }).admin.allowedHosts, []);
+    assert.deepEqual(accepts('admin:\n  allowed_hosts: [relay-1, .svc.internal, "*"]\n').admin.allowedHosts, [
+      'relay-1',
+      '.svc.internal',
+      '*',
+    ]);
+    rejects(
+      'admin:\n  allowed_hosts: ["relay-1:8080"]\n',
+      'exactly_once.admin.allowed_hosts.0',
+      /without scheme or port/,
+    );
+    rejects('admin:\n  allowed_hosts: [ok, "http://x"]\n', 'exactly_once.admin.allowed_hosts.1', /without scheme/);
+  });
+
+  test('ADMIN_ALLOWED_HOSTS (comma-separated) wins over the file', () => {
+    const file = yamlFile('exactly_once:\n  admin:\n    allowed_hosts: [from-file]\n');
+    const c = loadConfig(file, { env: { ADMIN_ALLOWED_HOSTS: ' relay-1, relay-2 ,,' } });
+    assert.deepEqual(c.admin.allowedHosts, ['relay-1', 'relay-2']);
+    assert.deepEqual(loadConfig(file, { env: { ADMIN_ALLOWED_HOSTS: '' } }).admin.allowedHosts, []);
+    assert.throws(
+      () => loadConfig(undefined, { env: { ADMIN_ALLOWED_HOSTS: 'relay-1:8080' } }),
+      (err: unknown) => err instanceof ConfigError && err.path === 'exactly_once.admin.allowed_hosts.0',
+    );
+  });
+});

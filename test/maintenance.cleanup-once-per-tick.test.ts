@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { configFromObject } from '../src/config/load-config.js';
 import { FeatureDisabledError, InvalidParameterError, MaintenanceError } from '../src/errors.js';
+import { silentLogger } from '../src/logger.js';
 import { runCleanup } from '../src/maintenance/run-cleanup.js';
 import { claimTick, SCHEDULE_TABLE } from '../src/maintenance/schedule-sql.js';
 import { type ScheduledRun, startMaintenance } from '../src/maintenance/scheduler.js';
@@ -10,9 +11,15 @@ import { cleanupOutbox } from '../src/outbox/postgres/cleanup.js';
 import { Relay } from '../src/outbox/postgres/relay.js';
 import { createPublisher } from '../src/publishers/create-publisher.js';
 import { createRedis } from '../src/redis.js';
-import { silentLogger } from '../src/logger.js';
 import { outboxCounts, seedOutbox } from './helpers/outbox-rows.js';
-import { createTestDatabase, deleteRedisPrefix, REDIS_URL, redisPrefix, type TestDatabase, waitFor } from './helpers/services.js';
+import {
+  createTestDatabase,
+  deleteRedisPrefix,
+  REDIS_URL,
+  redisPrefix,
+  type TestDatabase,
+  waitFor,
+} from './helpers/services.js';
 
 const DAY = 86_400_000;
 let db: TestDatabase;
@@ -64,7 +71,14 @@ describe('outbox cleanup (retention by partition)', () => {
     assert.deepEqual(result, { deleted: 0, batches: 0, rotated: true });
     assert.equal((await parts()).current, 1);
     await seedOutbox(db.pool, [{ status: 'pending' }]);
-    assert.deepEqual([...(await parts()).rows], [[0, 3], [1, 1]], 'new events go to the new partition');
+    assert.deepEqual(
+      [...(await parts()).rows],
+      [
+        [0, 3],
+        [1, 1],
+      ],
+      'new events go to the new partition',
+    );
     // Closed more than cleanup_after ago: truncated, every one of its events at once.
     await age(0, 9 * DAY, 8 * DAY);
     result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });

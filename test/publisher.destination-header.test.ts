@@ -203,3 +203,67 @@ test('a row whose destination header bypassed validation (plain SQL) fails at on
     [good],
   );
 });
+
+test('a header that sends an event of the other kind to a queue_pattern key is refused, naming the field', async () => {
+  const before = await countRows();
+  const stream = { ...fx.config, outbox: { ...fx.config.outbox, publisher: 'stream' as const } };
+  for (const [config, destination, queue] of [
+    [fx.config, 'stream', undefined], // publisher list: the default list would become a stream
+    [fx.config, 'stream', fx.lowQueue], // the same list, named
+    [stream, 'list', undefined], // publisher stream: the default stream would get a list
+  ] as const) {
+    await assert.rejects(
+      storeInOutboxStandalone(
+        fx.db.pool,
+        [
+          { aggregateId: 'ok', eventType: 'e', payload: null },
+          { aggregateId: 'x', eventType: 'e', payload: null, headers: { destination }, ...(queue ? { queue } : {}) },
+        ],
+        config.outbox,
+      ),
+      (err: unknown) =>
+        err instanceof OutboxEventValidationError &&
+        err.field === 'headers.destination' &&
+        err.index === 1 &&
+        /outbox\.queue_pattern/.test(err.message),
+      `${config.outbox.publisher} publisher, destination ${destination}, queue ${queue}`,
+    );
+  }
+  assert.equal(await countRows(), before, 'nothing of the refused batches was written');
+  // The configured kind itself is no change of kind: accepted.
+  await storeInOutboxStandalone(
+    fx.db.pool,
+    { aggregateId: 'same', eventType: 'e', payload: null, headers: { destination: 'stream' } },
+    stream.outbox,
+  );
+  await fx.db.pool.query("DELETE FROM exactly_once_outbox WHERE aggregate_id = 'same'");
+});
+
+test('such a row written past validation fails at once with the reason, and never turns the list into a stream', async () => {
+  await fx.redis.del(fx.lowQueue); // workers drained the list: the key is momentarily absent
+  const [bad, after] = (
+    await storeInOutboxStandalone(
+      fx.db.pool,
+      [0, 1].map((n) => ({ aggregateId: 'sql-stream', eventType: 'e', payload: { n } })),
+      fx.config.outbox,
+    )
+  ).map((e) => e.id);
+  await fx.db.pool.query(
+    `UPDATE exactly_once_outbox SET headers = headers || '{"destination": "stream"}'::jsonb WHERE id = $1`,
+    [bad],
+  );
+  await fx.relay({ publisher: createPublisher(fx.config, { redis: fx.redis }) }).publishDue();
+  const states = await eventStates(fx.db.pool, [bad as string, after as string]);
+  assert.equal(states.get(bad as string)?.status, 'failed');
+  assert.match(states.get(bad as string)?.lastError ?? '', /headers\.destination.*outbox\.queue_pattern/);
+  assert.equal(states.get(after as string)?.status, 'published', 'its aggregate moves on');
+  assert.equal(await fx.redis.type(fx.lowQueue), 'list', 'the default destination is still a list');
+  // Ordinary events keep flowing into it.
+  const [plain] = await storeInOutboxStandalone(
+    fx.db.pool,
+    [{ aggregateId: 'plain', eventType: 'e', payload: {} }],
+    fx.config.outbox,
+  );
+  await fx.relay().publishDue();
+  assert.equal((await eventStates(fx.db.pool, [plain?.id as string])).get(plain?.id as string)?.status, 'published');
+});

@@ -91,6 +91,28 @@ describe('what the Redis outbox refuses at start', () => {
     refused({ outbox: { storage_type: 'redis', publisher: 'stream' } }, 'exactly_once.outbox.publisher', /list/);
   });
 
+  test('destination lists that are outbox keys: a key_prefix or a queue_pattern overlapping the other', async () => {
+    refused(
+      { outbox: { storage_type: 'redis', redis: { key_prefix: 'jobqueue:' } } },
+      'exactly_once.outbox.queue_pattern',
+      /"jobqueue:high_priority" starts with outbox\.redis\.key_prefix "jobqueue:"/,
+    );
+    refused(
+      { outbox: { storage_type: 'redis', queue_pattern: 'eo:{outbox}:{priority}' } },
+      'exactly_once.outbox.queue_pattern',
+      /"eo:\{outbox\}:high" starts with outbox\.redis\.key_prefix "eo:\{outbox\}:"/,
+    );
+    // What the operator sees: the relay does not start, and says which key to change.
+    const file = writeConfigFile('redis-overlap', {
+      redis: { url: REDIS_URL },
+      idempotency: { enabled: false },
+      outbox: { storage_type: 'redis', redis: { key_prefix: 'jobqueue:' } },
+    });
+    const run = await runCli(['relay', '--config', file, '--wait', '0'], {});
+    assert.equal(run.code, 1, showCli(run));
+    assert.match(run.stderr, /exactly_once\.outbox\.queue_pattern: .*key_prefix.*\[EO_CONFIG_INVALID\]/, showCli(run));
+  });
+
   test('a disabled outbox keeps any storage type, as the snippet has it', () => {
     assert.equal(
       configFromObject({ outbox: { enabled: false, storage_type: 'redis', publisher: 'stream' } }).outbox.enabled,

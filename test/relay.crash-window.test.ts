@@ -217,14 +217,18 @@ test('a mixed batch (pushed, failed, held) killed before its COMMIT: the re-run 
   await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
   const broken = `${fx.prefix}mixed-not-a-list`;
   await fx.redis.set(broken, 'occupied');
-  const written = await storeInOutboxStandalone(fx.db.pool, [
-    { aggregateId: 'ok-1', eventType: 'e', payload: { n: 0 } },
-    { aggregateId: 'sick', eventType: 'e', payload: { n: 0 }, queue: broken },
-    { aggregateId: 'ok-2', eventType: 'e', payload: { n: 0 } },
-    { aggregateId: 'sick', eventType: 'e', payload: { n: 1 } },
-    { aggregateId: 'ok-1', eventType: 'e', payload: { n: 1 } },
-    { aggregateId: 'sick', eventType: 'e', payload: { n: 2 } },
-  ], { ...fx.config.outbox });
+  const written = await storeInOutboxStandalone(
+    fx.db.pool,
+    [
+      { aggregateId: 'ok-1', eventType: 'e', payload: { n: 0 } },
+      { aggregateId: 'sick', eventType: 'e', payload: { n: 0 }, queue: broken },
+      { aggregateId: 'ok-2', eventType: 'e', payload: { n: 0 } },
+      { aggregateId: 'sick', eventType: 'e', payload: { n: 1 } },
+      { aggregateId: 'ok-1', eventType: 'e', payload: { n: 1 } },
+      { aggregateId: 'sick', eventType: 'e', payload: { n: 2 } },
+    ],
+    { ...fx.config.outbox },
+  );
   const id = (agg: string, n: number) =>
     written.find((e) => e.aggregateId === agg && (e.payload as { n: number }).n === n)?.id as string;
   const file = configFile('crashwin-mixed', {
@@ -265,7 +269,10 @@ test('a mixed batch (pushed, failed, held) killed before its COMMIT: the re-run 
   }
   const all = (await fx.jobs()).map((j) => j.id as string);
   assert.equal(new Set(all).size, all.length, 'no event pushed twice');
-  assert.deepEqual((await fx.jobs(broken)).map((j) => j.id), [id('sick', 0)]);
+  assert.deepEqual(
+    (await fx.jobs(broken)).map((j) => j.id),
+    [id('sick', 0)],
+  );
   assert.deepEqual(
     all.filter((x) => x === id('sick', 1) || x === id('sick', 2)),
     [id('sick', 1), id('sick', 2)],

@@ -5,7 +5,7 @@ import { redisTarget } from '../src/redis.js';
 import { checkRedisPersistence } from '../src/redis-persistence.js';
 import { logLines, sample, startHttpRelay } from './helpers/relay-http.js';
 import { writeConfigFile } from './helpers/relay-process.js';
-import { createTestDatabase, REDIS_URL, type TestDatabase } from './helpers/services.js';
+import { createTestDatabase, REDIS_URL, redisPrefix, type TestDatabase } from './helpers/services.js';
 import { spawnRedisServer } from './helpers/test-servers.js';
 
 // G1 ends where the destination Redis forgets: without AOF a Redis restart loses jobs that Postgres already marks
@@ -24,8 +24,9 @@ after(async () => {
 
 async function persistenceOf(
   redisUrl: string,
-): Promise<{ gauge: number | undefined; warnings: number; info: object[] }> {
-  const file = writeConfigFile('durability', { database: { url: db.url }, redis: { url: redisUrl } });
+  tree: Record<string, unknown> = {},
+): Promise<{ gauge: number | undefined; warnings: number; info: object[]; lines: string[] }> {
+  const file = writeConfigFile('durability', { database: { url: db.url }, redis: { url: redisUrl }, ...tree });
   const relay = await startHttpRelay(file, [], { LOG_LEVEL: 'info' });
   try {
     const metrics = await relay.get('/metrics');
@@ -34,6 +35,7 @@ async function persistenceOf(
       gauge: sample(metrics.text, GAUGE, { redis: redisTarget(redisUrl) }),
       warnings: logLines(relay.stderr(), WARNING).length,
       info: logLines(relay.stderr(), 'destination Redis persists jobs (AOF)'),
+      lines: logLines(relay.stderr(), /DURABLY/).map((l) => String(l.msg)),
     };
   } finally {
     assert.deepEqual(await relay.stop(), { code: 0, signal: null });
@@ -91,4 +93,25 @@ test('AOF without fsync is not durable; a disabled CONFIG command falls back to 
     await noFsync.stop();
     await managed.stop();
   }
+});
+
+test('with the outbox in Redis the warning names what is at risk there: the outbox itself and Redis idempotency keys', async () => {
+  const prefix = redisPrefix('durability');
+  const { gauge, warnings, lines } = await persistenceOf(REDIS_URL, {
+    idempotency: { key_prefix: `${prefix}idem:`, storage: { type: 'redis' } },
+    outbox: { storage_type: 'redis', redis: { key_prefix: `${prefix}outbox:` }, queue_pattern: `${prefix}{priority}` },
+  });
+  assert.equal(gauge, 0);
+  assert.equal(warnings, 0, 'no word of Postgres marking jobs published: there is no Postgres outbox');
+  assert.equal(lines.length, 1, lines.join('\n'));
+  assert.match(lines[0] as string, /^REDIS DOES NOT PERSIST ITS DATA DURABLY: .*outbox events .*idempotency keys/);
+  assert.doesNotMatch(lines[0] as string, /Postgres/);
+});
+
+test('with the pg-boss destination and idempotency keys in Postgres nothing in Redis is at risk: no warning', async () => {
+  const { gauge, lines } = await persistenceOf(REDIS_URL, {
+    outbox: { publisher: 'pg-boss', pg_boss: { queue: 'durability.{priority}' } },
+  });
+  assert.deepEqual(lines, []);
+  assert.equal(gauge, undefined, 'no persistence gauge to alert on');
 });

@@ -53,6 +53,11 @@ export interface AdminOptions {
   protectReads?: boolean | undefined;
   /** Refuse every mutating endpoint with 403 `EO_ADMIN_READ_ONLY`. @defaultValue `admin.read_only` */
   readOnly?: boolean | undefined;
+  /**
+   * Host names the API answers to besides IP addresses and `localhost` (`.example.com`: with subdomains; `*`: any);
+   * another `Host` gets 403 `EO_ADMIN_HOST_NOT_ALLOWED` (DNS rebinding). @defaultValue `admin.allowed_hosts`
+   */
+  allowedHosts?: readonly string[] | undefined;
   /** Largest request body in bytes; larger gets 413. @defaultValue `admin.body_limit` */
   bodyLimit?: number | undefined;
   /**

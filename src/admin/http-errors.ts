@@ -1,5 +1,6 @@
 import {
   AdminForeignOriginError,
+  AdminHostNotAllowedError,
   AdminReadOnlyError,
   AdminUnauthorizedError,
   CircuitOpenError,
@@ -60,7 +61,11 @@ export function toHttpError(err: unknown, fieldNames: Record<string, string> = S
     return fail(400, err.code, err.message.replace(`${err.field}:`, `${field}:`), field);
   }
   if (err instanceof AdminUnauthorizedError) return fail(401, err.code, err.message);
-  if (err instanceof AdminReadOnlyError || err instanceof AdminForeignOriginError) {
+  if (
+    err instanceof AdminReadOnlyError ||
+    err instanceof AdminForeignOriginError ||
+    err instanceof AdminHostNotAllowedError
+  ) {
     return fail(403, err.code, err.message);
   }
   if (err instanceof IdempotencyKeyNotFoundError || err instanceof OutboxEventNotFoundError) {

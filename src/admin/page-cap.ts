@@ -2,8 +2,9 @@ import { encodeCursor } from '../outbox/inspect.js';
 
 /**
  * Most bytes of event JSON one `GET /outbox` page carries. `limit` caps the rows (1000), not their size: a thousand
- * events with large payloads would be built, serialised and sent in one piece by the relay process, stalling its
- * event loop (and so its publishing) and the operator's client. A page ends early instead, with a cursor to the rest.
+ * events with large metadata or headers (payloads are listed as previews) would be built, serialised and sent in one
+ * piece by the relay process, stalling its event loop (and so its publishing) and the operator's client. A page ends
+ * early instead, with a cursor to the rest.
  */
 export const OUTBOX_PAGE_MAX_BYTES = 1_048_576;
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { AdminReadOnlyError } from '../errors.js';
 import { runCleanup } from '../maintenance/run-cleanup.js';
-import { bearerCheck, sameOriginCheck } from './auth.js';
+import { bearerCheck, hostCheck, sameOriginCheck } from './auth.js';
 import type { AdminOptions } from './backend.js';
 import { HttpErrorCode, toHttpError } from './http-errors.js';
 import { RateRecorder } from './rate-recorder.js';
@@ -31,6 +31,7 @@ export async function exactlyOnceAdmin(app: FastifyInstance, options: AdminOptio
   const cfg = manager.config.admin;
   const token = options.token ?? cfg.token;
   const check = bearerCheck(token);
+  const checkHost = hostCheck(options.allowedHosts ?? cfg.allowedHosts);
   const protectReads = options.protectReads ?? cfg.protectReads;
   const readOnly = options.readOnly ?? cfg.readOnly;
   const rates = options.metrics ? new RateRecorder(options.metrics) : undefined;
@@ -80,10 +81,12 @@ export async function exactlyOnceAdmin(app: FastifyInstance, options: AdminOptio
     return reply.status(status).send(body);
   });
 
-  // Writes: a foreign page first (CSRF), then the token, then read-only mode, all before the body is read. A body
-  // that is not JSON never acts: other types get 415 from fastify, text/plain parses to a string every handler
-  // refuses with 400.
-  const authorize = (access: Access) => async (request: FastifyRequest) => {
+  // A Host that is not this server's first (DNS rebinding: reads and writes; the probes and /metrics answer any Host,
+  // since scrapers and orchestrators name the relay their own way and read nothing they could not read anyway). Then
+  // writes: a foreign page (CSRF), the token, read-only mode, all before the body is read. A body that is not JSON
+  // never acts: other types get 415 from fastify, text/plain parses to a string every handler refuses with 400.
+  const authorize = (access: Access, anyHost: boolean) => async (request: FastifyRequest) => {
+    if (access !== 'open' && !anyHost) checkHost(request.headers.host);
     if (access === 'write') sameOriginCheck(request.headers, request.protocol);
     if (access === 'write' || (access === 'read' && protectReads)) check(request.headers.authorization);
     if (access === 'write' && readOnly) throw new AdminReadOnlyError();
@@ -102,7 +105,7 @@ export async function exactlyOnceAdmin(app: FastifyInstance, options: AdminOptio
       method: route.method,
       url: route.url,
       bodyLimit,
-      onRequest: authorize(route.access),
+      onRequest: authorize(route.access, route.anyHost === true),
       handler: (request: FastifyRequest, reply: FastifyReply) => route.handler(request, reply),
     });
     const methods = allowed.get(route.url) ?? new Set<HTTPMethods>();

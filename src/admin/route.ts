@@ -16,6 +16,11 @@ export interface AdminRoute {
   method: 'GET' | 'POST' | 'DELETE';
   url: string;
   access: Access;
+  /**
+   * Answers whatever `Host` a request names (`/metrics`: Prometheus names targets its own way). Every other route
+   * refuses a `Host` that is not this server's (`hostCheck`, DNS rebinding); `open` routes never check it.
+   */
+  anyHost?: true;
   handler(request: FastifyRequest, reply: FastifyReply): Promise<unknown>;
 }
 

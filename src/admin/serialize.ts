@@ -32,7 +32,16 @@ export function recordJson(record: IdempotencyRecord) {
   };
 }
 
+/**
+ * An outbox event as the API sends it. A listing's event (with `payloadPreview`) carries `payload_preview` (the start
+ * of the payload's JSON text, at most 1 KiB), `payload_bytes` and `payload_truncated` instead of `payload`; one event
+ * (`GET /outbox/events/:id`) carries the whole `payload`.
+ */
 export function outboxEventJson(event: OutboxEvent) {
+  const preview = event.payloadPreview;
+  const payload = preview
+    ? { payload_preview: preview.text, payload_bytes: preview.bytes, payload_truncated: preview.truncated }
+    : { payload: event.payload };
   return {
     id: event.id,
     seq: event.seq,
@@ -48,7 +57,7 @@ export function outboxEventJson(event: OutboxEvent) {
     last_error: event.lastError,
     created_at: event.createdAt.toISOString(),
     published_at: event.publishedAt?.toISOString() ?? null,
-    payload: event.payload,
+    ...payload,
     headers: event.headers,
     metadata: event.metadata,
   };

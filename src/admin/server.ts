@@ -69,7 +69,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }),
   );
   await app.register(exactlyOnceAdmin, { ...options, config: undefined, token } as AdminOptions);
-  if (options.ui !== false) await app.register(exactlyOnceUi);
+  if (options.ui !== false) {
+    await app.register(exactlyOnceUi, { allowedHosts: options.allowedHosts ?? config.admin.allowedHosts });
+  }
   await app.listen({ host, port });
 
   const address = app.server.address() as AddressInfo;

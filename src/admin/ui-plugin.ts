@@ -4,7 +4,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { HttpErrorCode } from './http-errors.js';
+import { hostCheck } from './auth.js';
+import { HttpErrorCode, toHttpError } from './http-errors.js';
 
 /**
  * Served with the page and every asset. The page's script and styles come from this server only, so a payload that
@@ -35,6 +36,14 @@ interface Asset {
 /** `src/admin/ui/` in a checkout, `dist/src/admin/ui/` in the package (scripts/copy-assets.mjs puts it there). */
 const UI_DIR = fileURLToPath(new URL('./ui/', import.meta.url));
 
+export interface UiOptions {
+  /**
+   * Host names the page is served under besides IP addresses and `localhost`: pass `admin.allowed_hosts`, as the
+   * admin API it calls checks them (see `hostCheck`). @defaultValue [] (IP addresses and localhost only)
+   */
+  allowedHosts?: readonly string[] | undefined;
+}
+
 /**
  * The operator dashboard: `GET /` is the page, `GET /ui/<file>` its scripts and styles, and the chart library
  * (uPlot) is served from its npm package at `/ui/vendor/`. Everything is read once, at registration, from files that
@@ -43,12 +52,22 @@ const UI_DIR = fileURLToPath(new URL('./ui/', import.meta.url));
  *
  * @example
  * await app.register(exactlyOnceAdmin, { manager });
- * await app.register(exactlyOnceUi);
+ * await app.register(exactlyOnceUi, { allowedHosts: manager.config.admin.allowedHosts });
  */
-export async function exactlyOnceUi(app: FastifyInstance): Promise<void> {
+export async function exactlyOnceUi(app: FastifyInstance, options: UiOptions = {}): Promise<void> {
   const assets = loadAssets();
   const index = assets.get('index.html');
   if (!index) throw new Error(`the dashboard's index.html is missing from ${UI_DIR}`);
+  // The page under a name of another site (DNS rebinding) is refused like the API it would call.
+  const checkHost = hostCheck(options.allowedHosts);
+  app.addHook('onRequest', async (request, reply) => {
+    try {
+      checkHost(request.headers.host);
+    } catch (err) {
+      const { status, body } = toHttpError(err);
+      return reply.status(status).send(body);
+    }
+  });
 
   app.addHook('onSend', async (_request, reply, payload) => {
     for (const [name, value] of Object.entries(UI_SECURITY_HEADERS)) reply.header(name, value);

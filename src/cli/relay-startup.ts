@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { formatDuration } from '../config/duration.js';
 import type { SqlExecutor } from '../db/executor.js';
-import { errorText, postgresTarget } from '../db/pool.js';
+import { errorText, postgresTarget, refusesConnection } from '../db/pool.js';
 import { ConfigError, ServiceUnreachableError, sqlState } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isCluster, type RedisClient, redisTarget } from '../redis.js';
@@ -49,6 +49,9 @@ export async function waitForPostgres(url: string, connectTimeoutMs: number, opt
     } catch (err) {
       options.signal?.throwIfAborted();
       const state = sqlState(err);
+      if (state !== undefined && refusesConnection(state)) {
+        throw new ServiceUnreachableError('postgres', target, errorText(err), { cause: err });
+      }
       if (state !== undefined && !STARTING_UP.has(state)) throw err;
       reason =
         performance.now() - started >= timeout - 50 ? `no answer within ${formatDuration(timeout)}` : errorText(err);
@@ -215,19 +218,21 @@ export async function checkConnectionBudget(
 }
 
 /**
- * Check once at start how the destination Redis persists, and say it loudly when a restart would lose jobs that
- * Postgres already marks published (G1 ends where Redis forgets). Never fails the start: the relay still works.
+ * Check once at start how Redis persists, and say it loudly when a restart would lose what `warning` names
+ * (`redisDurabilityWarning(config)`: jobs Postgres already marks published, the Redis outbox, idempotency keys; G1
+ * ends where Redis forgets). Never fails the start: the relay still works.
  */
 export async function reportRedisPersistence(
   redis: RedisClient,
   url: string,
   logger: Logger,
+  warning: string,
   gauge?: (redis: string, durable: boolean) => void,
 ): Promise<void> {
-  if (!isCluster(redis)) return reportOne(redis, redisTarget(url), logger, gauge);
+  if (!isCluster(redis)) return reportOne(redis, redisTarget(url), logger, warning, gauge);
   // Each master holds its own slots' jobs: one that does not persist loses those, so each is checked and reported.
   for (const node of redis.nodes('master')) {
-    await reportOne(node, `${node.options.host}:${node.options.port}`, logger, gauge);
+    await reportOne(node, `${node.options.host}:${node.options.port}`, logger, warning, gauge);
   }
 }
 
@@ -235,6 +240,7 @@ async function reportOne(
   redis: Pick<RedisClient, 'info' | 'config'>,
   target: string,
   logger: Logger,
+  warning: string,
   gauge?: (redis: string, durable: boolean) => void,
 ): Promise<void> {
   try {
@@ -250,11 +256,7 @@ async function reportOne(
       logger.info(detail, 'destination Redis persists jobs (AOF)');
       return;
     }
-    logger.warn(
-      detail,
-      'DESTINATION REDIS DOES NOT PERSIST JOBS DURABLY: a Redis restart loses jobs that Postgres already marks ' +
-        'published, and no relay will push them again. Run it with appendonly yes and appendfsync everysec (or always).',
-    );
+    logger.warn(detail, warning);
   } catch (err) {
     logger.warn({ err, redis: target }, 'could not check the destination Redis persistence (INFO failed)');
   }

@@ -40,7 +40,7 @@ export function defaultConfig(): Config {
 
 /**
  * Resolve config once: defaults, then the YAML file (`path`, else `EXACTLY_ONCE_CONFIG`), then the environment
- * (`DATABASE_URL`, `REDIS_URL`, `REDIS_CLUSTER_NODES`, `ADMIN_TOKEN`, `ADMIN_READ_ONLY`), then `overrides`. Validates everything and returns a frozen object.
+ * (`DATABASE_URL`, `REDIS_URL`, `REDIS_CLUSTER_NODES`, `ADMIN_TOKEN`, `ADMIN_READ_ONLY`, `ADMIN_ALLOWED_HOSTS`), then `overrides`. Validates everything and returns a frozen object.
  * Throws `ConfigError` naming the key path and the file.
  *
  * The file may hold the full tree (`exactly_once: {...}`) or a fragment of it (`outbox: {...}`), as the reference
@@ -118,6 +118,12 @@ function applyEnv(tree: Record<string, unknown>, env: Record<string, string | un
     const value = env.ADMIN_READ_ONLY.trim().toLowerCase();
     if (value !== 'true' && value !== 'false') throw new ConfigError('ADMIN_READ_ONLY', 'must be "true" or "false"');
     deepMerge(tree, { admin: { read_only: value === 'true' } });
+  }
+  if (env.ADMIN_ALLOWED_HOSTS !== undefined) {
+    const hosts = env.ADMIN_ALLOWED_HOSTS.split(',')
+      .map((h) => h.trim())
+      .filter((h) => h !== '');
+    deepMerge(tree, { admin: { allowed_hosts: hosts } });
   }
 }
 
@@ -233,8 +239,21 @@ function checkRedisOutbox(raw: RawConfig, file: string | undefined): void {
       file,
     );
   }
-  if (!raw.redis.cluster) return;
   const prefix = o.redis.key_prefix;
+  // The relay refuses to push onto a key under key_prefix (it could overwrite the outbox's own state), so a default
+  // list there would fail every ordinary event.
+  for (const priority of ['high', 'low']) {
+    const list = o.queue_pattern.replaceAll('{priority}', priority);
+    if (!list.startsWith(prefix)) continue;
+    throw new ConfigError(
+      'exactly_once.outbox.queue_pattern',
+      `list ${JSON.stringify(list)} starts with outbox.redis.key_prefix ${JSON.stringify(prefix)}, where the outbox ` +
+        'keeps its own keys: the relay would refuse every event bound for it. Give the lists and the outbox keys ' +
+        'different prefixes (the defaults: queue_pattern "jobqueue:{priority}_priority", key_prefix "eo:{outbox}:")',
+      file,
+    );
+  }
+  if (!raw.redis.cluster) return;
   const tag = hashTag(`${prefix}due`);
   if (tag === `${prefix}due`) {
     throw new ConfigError(

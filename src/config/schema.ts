@@ -385,6 +385,24 @@ const admin = z.strictObject({
    * actions (env `ADMIN_READ_ONLY=true|false`). @defaultValue false
    */
   read_only: z.boolean().default(false),
+  /**
+   * Added: host names the admin API and the dashboard answer to, besides any IP address and `localhost` (env
+   * `ADMIN_ALLOWED_HOSTS`, comma-separated). A request whose `Host` names anything else gets 403
+   * `EO_ADMIN_HOST_NOT_ALLOWED`: a page of another site that points its own name at this server (DNS rebinding) must
+   * not reach it. Names without scheme or port, any case; `.example.com` also allows every subdomain; `*` allows any
+   * name (only behind a proxy that checks `Host` itself). `/metrics`, `/healthz` and `/readyz` answer any `Host`.
+   * @defaultValue [] (IP addresses and localhost only)
+   */
+  allowed_hosts: z
+    .array(
+      z
+        .string()
+        .regex(
+          /^(\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$/,
+          'must be a host name without scheme or port (e.g. "admin.example.com"), ".example.com" or "*"',
+        ),
+    )
+    .default([]),
 });
 
 /**

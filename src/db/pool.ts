@@ -64,12 +64,23 @@ export function postgresTarget(url: string): string {
  * stay as they are, so callers can still match them.
  */
 export function connectError(target: string, err: unknown, timedOutAfterMs?: number): unknown {
-  if (sqlState(err) !== undefined || err instanceof ServiceUnreachableError) return err;
+  const state = sqlState(err);
+  if ((state !== undefined && !refusesConnection(state)) || err instanceof ServiceUnreachableError) return err;
   const reason =
     timedOutAfterMs !== undefined
       ? `no answer within ${formatDuration(timedOutAfterMs)} (database.connect_timeout)`
       : errorText(err);
   return new ServiceUnreachableError('postgres', target, reason, { cause: err });
+}
+
+/**
+ * SQLSTATEs with which a server refuses a connection for good: a database that does not exist (3D000), a role,
+ * password or pg_hba rule that does not let us in (class 28). No waiting fixes them, and they are the caller's to
+ * name as unreachable, with its code. Other states (57P03 "starting up", 53300 "too many connections") stay
+ * driver errors, which callers match on to wait.
+ */
+export function refusesConnection(state: string): boolean {
+  return state === '3D000' || state.startsWith('28');
 }
 
 /** A driver error as one line: its message, else its code (Node's AggregateError for a refused dual-stack connect has neither on top). */

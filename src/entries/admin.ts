@@ -8,4 +8,5 @@ export type { AdminServerHandle, AdminServerOptions } from '../admin/server.js';
 export { startAdminServer } from '../admin/server.js';
 export type { OperationsHandle, OperationsOptions } from '../admin/start-operations.js';
 export { startOperations } from '../admin/start-operations.js';
+export type { UiOptions } from '../admin/ui-plugin.js';
 export { exactlyOnceUi, UI_SECURITY_HEADERS } from '../admin/ui-plugin.js';

@@ -21,6 +21,8 @@ export interface DestinationOptions {
   queuePattern?: string;
   /** Extra patterns, `*` as a wildcard. @defaultValue [] (as `outbox.allowed_queues`) */
   allowedQueues?: readonly string[];
+  /** The kind of key `queue_pattern` names (see `kindReason`). @defaultValue "list" (as `outbox.publisher`) */
+  publisher?: 'list' | 'stream' | 'pg-boss';
 }
 
 const DEFAULT_QUEUE_PATTERN = 'jobqueue:{priority}_priority';
@@ -31,6 +33,13 @@ const RESERVED_INFIXES = [':eo:hwm:', ':eo:dedup:'];
 export interface DestinationPolicy {
   allows(queue: string | null | undefined): boolean;
   reason(queue: string): string | undefined;
+  /**
+   * Why an event whose `destination` header asks for `kind` may not go where its `queue` sends it, else `undefined`.
+   * The keys `queue_pattern` names are of the publisher's kind: a stream written where the default list is momentarily
+   * absent (workers drained it) would make every ordinary event fail `WRONGTYPE` from then on, and a list in the
+   * default stream likewise. So the other kind needs a `queue` of its own.
+   */
+  kindReason(kind: string | undefined, queue: string | null | undefined): string | undefined;
   /** The effective patterns, for messages and docs. */
   readonly patterns: readonly string[];
 }
@@ -61,9 +70,25 @@ export function destinationPolicy(options: DestinationOptions = {}): Destination
       'add a pattern to exactly_once.outbox.allowed_queues and pass config.outbox to storeInOutbox'
     );
   };
+  const own = options.publisher ?? 'list';
+  const kindReason = (kind: string | undefined, queue: string | null | undefined): string | undefined => {
+    if (kind === undefined || kind === own || own === 'pg-boss') return undefined;
+    const where =
+      queue === null || queue === undefined
+        ? 'without a queue the event goes to'
+        : defaults.has(queue)
+          ? `${JSON.stringify(queue)} is one of`
+          : undefined;
+    if (where === undefined) return undefined;
+    return (
+      `"${kind}" needs a queue of its own: ${where} outbox.queue_pattern's keys, which are ${own}s ` +
+      `(outbox.publisher: ${own}); a ${kind} there would make every ordinary event fail with WRONGTYPE`
+    );
+  };
   return {
     patterns,
     reason,
+    kindReason,
     allows: (queue) => queue === null || queue === undefined || reason(queue) === undefined,
   };
 }

@@ -40,6 +40,11 @@ export interface ListOutboxOptions {
   limit?: number;
   /** `nextCursor` of the previous page (of the same `order`). */
   cursor?: string;
+  /**
+   * `preview`: each event carries `payloadPreview` (the start of its payload's JSON text and its size) and no
+   * `payload`, so a page of large payloads stays small (src/outbox/payload-preview.ts). @defaultValue "full"
+   */
+  payload?: 'full' | 'preview';
 }
 
 /** `outbox.queue_pattern` and `outbox.default_priority`: the list an event without `queue` is pushed to. */

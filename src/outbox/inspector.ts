@@ -2,11 +2,11 @@ import type pg from 'pg';
 import type { Config } from '../config/load-config.js';
 import type { SqlExecutor } from '../db/executor.js';
 import type { RedisClient } from '../redis.js';
-import type { OutboxInspector } from './outbox-inspector.js';
+import type { OutboxInspector, TrafficCaps } from './outbox-inspector.js';
 import { postgresOutboxInspector } from './postgres/inspector.js';
 import { RedisOutboxInspector } from './redis/inspector.js';
 
-export type { OutboxInspector };
+export type { OutboxInspector, TrafficCaps };
 export { postgresOutboxInspector };
 
 /**

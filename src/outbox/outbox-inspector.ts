@@ -11,6 +11,12 @@ import type {
 import type { RedisOutboxMemory } from './redis/insights.js';
 import type { OutboxEvent } from './types.js';
 
+/** Whether a traffic report's figures are complete (`false`) or lower bounds, overall and per status walked. */
+export interface TrafficCaps {
+  capped: boolean;
+  cappedBy?: { published: boolean; pending: boolean; failed: boolean };
+}
+
 /**
  * What operators see of an outbox and do to it, whichever storage holds it: the admin API and dashboard, the CLI
  * (`outbox list`, `outbox retry`, `stats`) and the backlog gauges go through this.
@@ -26,8 +32,11 @@ export interface OutboxInspector {
   get(id: string): Promise<OutboxEvent | undefined>;
   /** The backlog as the relays see it (the dashboard's overview). */
   overviewBacklog(): Promise<OverviewBacklog>;
-  /** Published per bucket since `sinceMs`, and counts per destination. `capped`: a lower bound (Redis walks a cap). */
-  traffic(rule: DestinationRule, sinceMs: number, bucketMs: number): Promise<OutboxTraffic & { capped: boolean }>;
+  /**
+   * Published per bucket since `sinceMs`, and counts per destination. `capped`: some are lower bounds (the Redis
+   * outbox walks a cap; the Postgres one caps each lane's backlog count); `cappedBy` says which walks stopped there.
+   */
+  traffic(rule: DestinationRule, sinceMs: number, bucketMs: number): Promise<OutboxTraffic & TrafficCaps>;
   /** Aggregates whose later events wait behind a retrying event. */
   held(limit: number): Promise<HeldAggregate[]>;
   /** Dead events grouped by exact last error. */

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { PayloadPreview } from './payload-preview.js';
 
 /** Lifecycle of an outbox row: `pending` until the relay pushes it, `failed` once retries are exhausted. */
 export type OutboxStatus = 'pending' | 'published' | 'failed';
@@ -53,6 +54,11 @@ export interface OutboxEvent {
   lastError: string | null;
   createdAt: Date;
   publishedAt: Date | null;
+  /**
+   * Set, with `payload` left `undefined`, by a listing asked for previews (`list({ payload: 'preview' })`): the start
+   * of the payload's JSON text and its size (src/outbox/payload-preview.ts).
+   */
+  payloadPreview?: PayloadPreview;
 }
 
 /** A row as the relay claims it: only what publishing needs, with JSON kept as text so it is never re-parsed. */

@@ -2,6 +2,7 @@ import { AutocommitHandle, autocommitHandle, type SqlExecutor, toExecutor } from
 import {
   NotMigratedError,
   OutboxDuplicateIdError,
+  OutboxEventValidationError,
   OutboxQueueNotAllowedError,
   OutboxTransactionRequiredError,
   PgErrorCode,
@@ -171,6 +172,8 @@ async function write(
   const index = (i: number) => (single ? undefined : i);
   const policy = policyFor(options);
   const ids = checkedIds(events, single, (e, at) => {
+    const kindReason = policy.kindReason(e.headers?.destination, e.queue);
+    if (kindReason !== undefined) throw new OutboxEventValidationError('headers.destination', kindReason, at);
     if (e.queue === undefined) return;
     const reason = policy.reason(e.queue);
     if (reason !== undefined) throw new OutboxQueueNotAllowedError(e.queue, at, reason);

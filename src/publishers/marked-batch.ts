@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { PublishUnavailableError } from '../errors.js';
+import { type DestinationPolicy, destinationPolicy } from '../outbox/allowed-queues.js';
 import type { ClaimedEvent, Publisher, PublishOptions, PublishOutcome } from '../outbox/types.js';
 import { isCluster, type RedisClient } from '../redis.js';
 import { withTimeout } from '../timeout.js';
@@ -94,6 +95,8 @@ export class MarkedBatchPublisher implements Publisher {
   readonly #kind: DestinationKind;
   readonly #scripts: Record<DestinationKind, KindScript>;
   readonly #pattern: string;
+  /** Which kind a `destination` header may pick for which key (the writer checks the same; rows can bypass it). */
+  readonly #kinds: DestinationPolicy;
   readonly #priority: 'high' | 'low';
   readonly #windowMs: number;
   readonly #timeoutMs: number;
@@ -125,6 +128,7 @@ export class MarkedBatchPublisher implements Publisher {
     };
     this.#scripts = { list: define(LIST_SCRIPT), stream: define(streamScript(options.maxlen)) };
     this.#pattern = options.queuePattern ?? 'jobqueue:{priority}_priority';
+    this.#kinds = destinationPolicy({ queuePattern: this.#pattern, publisher: kind });
     this.#priority = options.defaultPriority ?? 'low';
     this.#windowMs = Math.max(1, Math.round(options.dedupWindowMs ?? 86_400_000));
     this.#timeoutMs = options.timeoutMs ?? 5000;
@@ -152,7 +156,7 @@ export class MarkedBatchPublisher implements Publisher {
         const groups = planBatch(events, outcomes, {
           cluster: this.#cluster,
           listKeyFor: (event) => this.keyFor(event),
-          kindOf: (event) => destinationKindOf(event, this.#kind),
+          kindOf: (event) => this.#kindOf(event),
           priorityOf: (event) => priorityOf(event, this.#priority),
           limit: await this.#jobLimit(),
         });
@@ -162,6 +166,14 @@ export class MarkedBatchPublisher implements Publisher {
     );
     this.#onRoundTrip?.((performance.now() - started) / 1000);
     return outcomes;
+  }
+
+  /** The event's destination kind, or why it may not have it (see `DestinationPolicy.kindReason`). */
+  #kindOf(event: ClaimedEvent): DestinationKind | { invalid: string } {
+    const kind = destinationKindOf(event, this.#kind);
+    if (typeof kind !== 'string') return kind;
+    const reason = this.#kinds.kindReason(kind, event.queue);
+    return reason === undefined ? kind : { invalid: `headers.destination: ${reason}` };
   }
 
   async #runGroup(

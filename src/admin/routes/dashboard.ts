@@ -76,7 +76,17 @@ export function dashboardRoutes(ctx: AdminContext): AdminRoute[] {
               failed: local ? 'process: this relay since it started' : 'unavailable: metrics are off',
             },
           },
-          ...(inRedis ? { destinations_capped: traffic.capped } : {}),
+          // Which figures are lower bounds: the walks of the Redis outbox stop at a cap (README, GET /overview).
+          ...(inRedis
+            ? {
+                destinations_capped: traffic.capped,
+                destinations_capped_by: traffic.cappedBy ?? {
+                  published: traffic.capped,
+                  pending: traffic.capped,
+                  failed: traffic.capped,
+                },
+              }
+            : {}),
           destinations: traffic.destinations.map((d) => ({
             queue: d.queue,
             pending: d.pending,

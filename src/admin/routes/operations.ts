@@ -71,6 +71,7 @@ export function probeRoutes(ctx: AdminContext): AdminRoute[] {
       method: 'GET',
       url: '/metrics',
       access: 'read',
+      anyHost: true,
       async handler(request, reply) {
         noQuery(request.query);
         const metrics = ctx.metrics;

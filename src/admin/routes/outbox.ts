@@ -75,7 +75,11 @@ export function outboxRoutes(ctx: AdminContext): AdminRoute[] {
         const filters = listFilters(request.query, ctx);
         requireOutbox(ctx);
         const inspector = outboxInspector(ctx);
-        const [page, backlog] = await Promise.all([inspector.list(filters), inspector.backlog()]);
+        // Previews, not payloads: the full payload is read when one event is opened (GET /outbox/events/:id).
+        const [page, backlog] = await Promise.all([
+          inspector.list({ ...filters, payload: 'preview' }),
+          inspector.backlog(),
+        ]);
         const { events, nextCursor } = capPage(page.events.map(outboxEventJson), page.nextCursor);
         return { events, next_cursor: nextCursor, backlog: backlogJson(backlog) };
       },

@@ -1,6 +1,8 @@
 // The admin API client. The token lives in sessionStorage (this tab only) and travels as an Authorization header
 // set by this script, never as a cookie: a request another site makes to this server cannot carry it (CSRF).
 
+import { visible } from './dom.js';
+
 const PREFIX = '/api/v1/exactly-once';
 const TOKEN_KEY = 'exactly-once.admin-token';
 
@@ -75,9 +77,11 @@ function askForToken(serverMessage, hadToken) {
     const dialog = document.getElementById('token-dialog');
     const form = document.getElementById('token-form');
     const input = document.getElementById('token-input');
-    document.getElementById('token-reason').textContent = hadToken
-      ? `The server refused the token: ${serverMessage}`
-      : `This admin server needs a token for this: ${serverMessage}`;
+    document.getElementById('token-reason').textContent = visible(
+      hadToken
+        ? `The server refused the token: ${serverMessage}`
+        : `This admin server needs a token for this: ${serverMessage}`,
+    );
     input.value = '';
     const done = (given) => {
       form.removeEventListener('submit', onSubmit);

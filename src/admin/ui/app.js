@@ -17,7 +17,7 @@ const SCREENS = {
   tables: { title: 'Table health', render: renderTables },
 };
 
-const state = { readOnly: false, booted: false };
+const state = { readOnly: false, booted: false, storage: 'database' };
 let stopCurrent;
 let generation = 0;
 
@@ -27,6 +27,10 @@ function context(params, mine) {
     params,
     get readOnly() {
       return state.readOnly;
+    },
+    /** `database` or `redis` (`outbox.storage_type`): the Redis outbox lists by status only. */
+    get storage() {
+      return state.storage;
     },
     setReadOnly,
     /** True while this screen is still the one shown (a late answer must not paint over the next screen). */
@@ -100,6 +104,7 @@ async function boot() {
     // Read-only mode decides which buttons exist, so learn it before the first screen draws any.
     const overview = await api('GET', '/overview');
     setReadOnly(overview?.read_only === true);
+    if (overview?.storage) state.storage = overview.storage;
   } catch {
     // The screen shows the error when it asks again.
   }

@@ -1,5 +1,17 @@
 // DOM helpers. Every piece of data reaches the page as a text node or an attribute value set through the DOM, never
-// as markup: payloads, errors and keys are attacker-controlled text.
+// as markup: payloads, errors and keys are attacker-controlled text. Text nodes go through `visible`, so characters
+// that would make that text lie about itself are shown as escapes.
+
+/**
+ * Bidirectional controls (U+202A-202E, U+2066-2069, U+200E/200F, U+061C) reorder the text around them: an error
+ * reading `"rtl": "` + U+202E + `gnp.exe"` shows as `exe.png`. They, and the invisible zero-width space and BOM,
+ * are shown as their JSON escape (`\u202e`), as JSON.stringify would have written them if it escaped them.
+ */
+const DECEPTIVE = /[\u061c\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
+
+export function visible(text) {
+  return String(text).replace(DECEPTIVE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
 
 /**
  * `h('td', { class: 'num' }, 'text', node)`: an element with attributes, listeners (`onclick`) and children.
@@ -28,7 +40,7 @@ export function fill(el, ...children) {
 export function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    el.append(child instanceof Node ? child : document.createTextNode(visible(child)));
   }
   return el;
 }
@@ -74,7 +86,7 @@ export function fields(pairs) {
   return h('dl', { class: 'fields' }, ...pairs.flatMap(([term, value]) => [h('dt', {}, term), h('dd', {}, value)]));
 }
 
-/** Pretty JSON in a `<pre>`: `textContent`, so `<script>` in a payload is shown, not run. */
+/** Pretty JSON in a `<pre>`: `textContent`, so `<script>` in a payload is shown, not run (and `visible`, see above). */
 export function jsonBlock(value, label) {
   return h('pre', { class: 'json', tabindex: 0, 'aria-label': label }, JSON.stringify(value ?? null, null, 2));
 }
@@ -83,11 +95,40 @@ export function badge(status) {
   return h('span', { class: `badge status-${status}` }, status);
 }
 
+/** What `clampedText` shows of a long text until asked for all of it. */
+const CLAMP_CHARS = 300;
+const CLAMP_LINES = 4;
+
+/**
+ * A long text (an error of thousands of characters) clamped to its first lines, with a control to show it all, so it
+ * never pushes the screen's table out of view. Short texts are a plain `<pre>`.
+ */
+export function clampedText(text, className = 'error-text') {
+  const full = String(text);
+  const lines = full.split('\n');
+  if (full.length <= CLAMP_CHARS && lines.length <= CLAMP_LINES) return h('pre', { class: className }, full);
+  const head = lines.slice(0, CLAMP_LINES).join('\n').slice(0, CLAMP_CHARS);
+  const pre = h('pre', { class: `${className} clamped` }, `${head}…`);
+  const toggle = h(
+    'button',
+    { type: 'button', class: 'link small' },
+    `Show all ${full.length.toLocaleString('en-US')} characters`,
+  );
+  let open = false;
+  toggle.addEventListener('click', () => {
+    open = !open;
+    fill(pre, open ? full : `${head}…`);
+    pre.classList.toggle('clamped', !open);
+    toggle.textContent = open ? 'Show less' : `Show all ${full.length.toLocaleString('en-US')} characters`;
+  });
+  return h('div', { class: 'clamp' }, pre, toggle);
+}
+
 /** A modal confirmation (the page's `<dialog>`): resolves true only when the user confirms. */
 export function confirmAction(title, message, confirmLabel) {
   const dialog = document.getElementById('confirm-dialog');
-  document.getElementById('confirm-title').textContent = title;
-  document.getElementById('confirm-message').textContent = message;
+  document.getElementById('confirm-title').textContent = visible(title);
+  document.getElementById('confirm-message').textContent = visible(message);
   document.getElementById('confirm-ok').textContent = confirmLabel;
   dialog.returnValue = '';
   dialog.showModal();

@@ -61,7 +61,7 @@ async function list(argv: string[]): Promise<number> {
         ...(typeof values.cursor === 'string' ? { cursor: values.cursor } : {}),
       })
       .catch((err) => {
-        if (err instanceof InvalidParameterError) throw new UsageError(`--${err.field}: ${err.message}`);
+        if (err instanceof InvalidParameterError) throw new UsageError(`--${err.field}: ${err.problem}`);
         throw err;
       });
     const json = { events: page.events.map(outboxEventJson), next_cursor: page.nextCursor };

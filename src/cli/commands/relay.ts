@@ -7,8 +7,10 @@ import { FeatureDisabledError } from '../../errors.js';
 import { Manager, type OutboxRelay } from '../../manager.js';
 import { Metrics } from '../../metrics/metrics.js';
 import { TestFault } from '../../outbox/fault-injection.js';
+import { refuseEvictingRedis } from '../../outbox/redis/eviction-policy.js';
 import { RedisOutboxInspector } from '../../outbox/redis/inspector.js';
 import { createRedisClient, type RedisClient, redisConfigTarget } from '../../redis.js';
+import { redisDurabilityWarning } from '../../redis-persistence.js';
 import { type Command, parseFlags, UsageError } from '../command.js';
 import { cliContext } from '../context.js';
 import { checkConnectionBudget, reportRedisPersistence, waitForPostgres, waitForRedis } from '../relay-startup.js';
@@ -170,9 +172,13 @@ export const relayCommand: Command = {
               : {}),
           })
         : undefined;
-      await reportRedisPersistence(redis, config.redis.url, logger, (target, durable) =>
-        metrics?.redisPersistence(target, durable),
-      );
+      if (config.outbox.storageType === 'redis') await refuseEvictingRedis(redis);
+      const durability = redisDurabilityWarning(config);
+      if (durability !== undefined) {
+        await reportRedisPersistence(redis, config.redis.url, logger, durability, (target, durable) =>
+          metrics?.redisPersistence(target, durable),
+        );
+      }
       manager = new Manager(config, { pool, redis, logger: ctx.logger, ...(metrics ? { metrics } : {}) });
       // The crash switch of the crash tests (EXACTLY_ONCE_TEST_FAULT): read here, never inside the library.
       const testFault = TestFault.fromEnv(process.env, logger);

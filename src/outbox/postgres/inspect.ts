@@ -14,6 +14,7 @@ import {
   type RetrySelection,
   validateIds,
 } from '../inspect.js';
+import { PAYLOAD_PREVIEW_BYTES, payloadPreview } from '../payload-preview.js';
 import type { OutboxEvent } from '../types.js';
 import {
   CURSOR_CTE,
@@ -91,14 +92,29 @@ export async function listOutboxEvents(db: SqlExecutor, options: ListOutboxOptio
       }
     }
   }
-  const { rows } = await queryOutbox<OutboxRow>(
+  // Previews: the payload never leaves Postgres whole, only its first characters (at most 4 bytes each, trimmed to
+  // PAYLOAD_PREVIEW_BYTES below) and its size, printed once per row of the page.
+  const preview = options.payload === 'preview';
+  const select = preview
+    ? `u.id, u.seq, u.aggregate_type, u.aggregate_id, u.event_type, u.headers, u.metadata, u.tenant_id, u.queue,
+       u.status, u.retry_count, u.max_retries, u.next_attempt_at, u.last_error, u.created_at,
+       left(u.payload::text, ${param(PAYLOAD_PREVIEW_BYTES)}::int) AS payload_preview,
+       octet_length(u.payload::text) AS payload_bytes`
+    : 'u.*';
+  const { rows } = await queryOutbox<OutboxRow & { payload_preview?: string; payload_bytes?: number }>(
     db,
     // The comment names the statement in pg_stat_activity, for operators (and the admin pool test) to find it.
     `/* exactly-once: list outbox */ WITH ${CURSOR_CTE}
-     SELECT * FROM (${parts.join('\nUNION ALL\n')}) u ORDER BY seq ${dir} LIMIT ${page}`,
+     SELECT ${select} FROM (${parts.join('\nUNION ALL\n')}) u ORDER BY seq ${dir} LIMIT ${page}`,
     params,
   );
-  const events = rows.slice(0, limit).map(rowToEvent);
+  const events = rows.slice(0, limit).map((row) => {
+    if (!preview) return rowToEvent(row);
+    return {
+      ...rowToEvent({ ...row, payload: undefined }),
+      payloadPreview: payloadPreview(row.payload_preview ?? 'null', Number(row.payload_bytes ?? 4)),
+    };
+  });
   const last = events[events.length - 1];
   return { events, nextCursor: rows.length > limit && last ? encodeCursor(last.seq) : null };
 }

@@ -1,10 +1,12 @@
 import type { ClaimedEvent } from '../types.js';
-import type { StoredEventData } from './writer.js';
+import { decodeEvent, splitAggregate } from './stored-event.js';
 
 export interface ClaimedRedisEvent extends ClaimedEvent {
   aggregate: string;
   /** The `destination` header: only lists are served here. */
   destinationKind: string | undefined;
+  /** Why its hash cannot be published from (damaged, or written past `storeInOutbox`): it fails alone, at once. */
+  unreadable?: string;
 }
 
 /** A claimed event as the Postgres relay's job builder expects it (see rows.ts `toClaimed`). */
@@ -16,7 +18,30 @@ export function toClaimed(
   created: string,
   retries: string,
 ): ClaimedRedisEvent {
-  const e = JSON.parse(data) as StoredEventData;
+  const decoded = decodeEvent(data);
+  if ('unreadable' in decoded) {
+    return {
+      aggregate,
+      ...splitAggregate(aggregate),
+      destinationKind: undefined,
+      unreadable: decoded.unreadable,
+      seq,
+      id,
+      eventType: '',
+      tenantId: '',
+      queue: null,
+      retryCount: Number(retries),
+      maxRetries: null,
+      createdAt: new Date(Number(created)),
+      payload: 'null',
+      headers: '{}',
+      priority: null,
+      traceparent: null,
+      filepath: null,
+      filesize: null,
+    };
+  }
+  const e = decoded;
   const payload = e.p as Record<string, unknown> | null;
   const field = (name: string) =>
     typeof payload === 'object' && payload !== null && !Array.isArray(payload) ? payload[name] : undefined;

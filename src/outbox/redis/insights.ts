@@ -7,9 +7,12 @@ import {
   TrafficTally,
 } from '../insights.js';
 import type { DestinationRule } from '../inspect.js';
+import type { TrafficCaps } from '../outbox-inspector.js';
 import type { OutboxStatus } from '../types.js';
+import { readEventRows } from './event-rows.js';
 import type { OutboxKeys } from './keys.js';
-import type { StoredEventData } from './writer.js';
+import type { OutboxScripts } from './scripts.js';
+import { decodeEvent, type StoredEventData } from './stored-event.js';
 
 // The dashboard's read models (src/outbox/insights.ts) on the Redis outbox. Counts come from the status sets and the
 // `delayed` set (O(1) or O(log n)); what needs each event's destination or error walks a status set in pipelined
@@ -61,8 +64,10 @@ async function* walk(redis: RedisClient, key: string, order: 'asc' | 'desc', cap
   }
 }
 
-function queueOf(d: string, rule: DestinationRule): string {
-  const e = JSON.parse(d) as StoredEventData;
+/** The list an event goes to; `undefined` when its data is unreadable (then it is counted nowhere). */
+function queueOf(d: string | null, rule: DestinationRule): string | undefined {
+  const e = decodeEvent(d);
+  if ('unreadable' in e) return undefined;
   if (e.q !== undefined) return e.q;
   const p = e.h?.priority;
   return rule.queuePattern.replaceAll('{priority}', p === 'high' || p === 'low' ? p : rule.defaultPriority);
@@ -100,30 +105,35 @@ export async function redisOverviewBacklog(
 export async function redisOutboxTraffic(
   redis: RedisClient,
   keys: OutboxKeys,
+  scripts: OutboxScripts,
   rule: DestinationRule,
   sinceMs: number,
   bucketMs: number,
-): Promise<OutboxTraffic & { capped: boolean }> {
+): Promise<OutboxTraffic & TrafficCaps> {
   const tally = new TrafficTally(sinceMs, bucketMs);
-  let capped = false;
+  const cappedBy = { published: false, pending: false, failed: false };
   let looked = 0;
+  // `light` reads: a large payload's event is read without it (read-events.lua).
   for await (const ids of walk(redis, keys.published, 'desc', TRAFFIC_SCAN_CAP)) {
     looked += ids.length;
-    for (const [d, pa] of await hmget(redis, keys, ids, ['d', 'pa'])) {
-      if (!d || !pa || Number(pa) < tally.start) continue;
-      tally.published(queueOf(d, rule), Number(pa));
+    for (const row of await readEventRows(redis, keys, scripts, ids, 'light')) {
+      const queue = row?.published && Number(row.published) >= tally.start ? queueOf(row.data, rule) : undefined;
+      if (queue !== undefined) tally.published(queue, Number(row?.published));
     }
   }
-  if (looked >= TRAFFIC_SCAN_CAP) capped = true;
+  if (looked >= TRAFFIC_SCAN_CAP) cappedBy.published = true;
   for (const status of ['pending', 'failed'] as const) {
     looked = 0;
     for await (const ids of walk(redis, keys[status], 'asc', BACKLOG_SCAN_CAP)) {
       looked += ids.length;
-      for (const [d] of await hmget(redis, keys, ids, ['d'])) if (d) tally.backlog(queueOf(d, rule), status);
+      for (const row of await readEventRows(redis, keys, scripts, ids, 'light')) {
+        const queue = row ? queueOf(row.data, rule) : undefined;
+        if (queue !== undefined) tally.backlog(queue, status);
+      }
     }
-    if (looked >= BACKLOG_SCAN_CAP) capped = true;
+    if (looked >= BACKLOG_SCAN_CAP) cappedBy[status] = true;
   }
-  return { ...tally.report(), capped };
+  return { ...tally.report(), capped: Object.values(cappedBy).some(Boolean), cappedBy };
 }
 
 /**
@@ -133,6 +143,7 @@ export async function redisOutboxTraffic(
 export async function redisHeldAggregates(
   redis: RedisClient,
   keys: OutboxKeys,
+  scripts: OutboxScripts,
   limit: number,
 ): Promise<HeldAggregate[]> {
   const now = await serverMs(redis);
@@ -150,29 +161,33 @@ export async function redisHeldAggregates(
     const length = replies[2 * i + 1] as number;
     if (id && length > 1) heads.push({ id, waiting: length - 1 });
   }
-  const rows = await hmget(
+  const rows = await readEventRows(
     redis,
     keys,
+    scripts,
     heads.map((h) => h.id),
-    ['d', 'q', 's', 'r', 'n', 'x'],
+    'light',
   );
   const held: HeldAggregate[] = [];
   heads.forEach((h, i) => {
-    const [d, q, s, r, n, x] = rows[i] ?? [];
-    if (!d || s !== 'pending' || !n || Number(n) <= now) return;
-    const e = JSON.parse(d) as StoredEventData;
+    const row = rows[i];
+    if (row?.status !== 'pending' || !row.next || Number(row.next) <= now) return;
+    const decoded = decodeEvent(row.data);
+    // Only a readable event waits for a retry: an unreadable one fails at its first attempt.
+    if ('unreadable' in decoded) return;
+    const e: StoredEventData = decoded;
     held.push({
       aggregateType: e.at ?? '',
       aggregateId: e.ai,
       waiting: h.waiting,
       blocking: {
         id: h.id,
-        seq: q ?? '0',
-        status: s as OutboxStatus,
+        seq: row.seq ?? '0',
+        status: row.status as OutboxStatus,
         eventType: e.et,
-        retryCount: Number(r ?? 0),
-        lastError: x ?? null,
-        nextAttemptAt: new Date(Number(n)),
+        retryCount: Number(row.retries ?? 0),
+        lastError: row.error,
+        nextAttemptAt: new Date(Number(row.next)),
       },
     });
   });

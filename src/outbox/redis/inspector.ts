@@ -14,8 +14,9 @@ import {
   type RetrySelection,
   validateIds,
 } from '../inspect.js';
-import type { OutboxInspector } from '../outbox-inspector.js';
+import type { OutboxInspector, TrafficCaps } from '../outbox-inspector.js';
 import type { OutboxEvent, OutboxStatus } from '../types.js';
+import { readEventRows, rowAggregate, rowToEvent } from './event-rows.js';
 import {
   type RedisOutboxMemory,
   redisCleanupDue,
@@ -26,18 +27,17 @@ import {
   redisOverviewBacklog,
   redisRelaysAwake,
 } from './insights.js';
-import { aggregateMember, type OutboxKeys, outboxKeys } from './keys.js';
+import { type OutboxKeys, outboxKeys } from './keys.js';
 import { type OutboxScripts, outboxScripts } from './scripts.js';
-import type { StoredEventData } from './writer.js';
 
-/** The hash fields an event is read back from, in this order. */
-const FIELDS = ['d', 'q', 'c', 's', 'r', 'n', 'x', 'pa'] as const;
 /**
  * List options the Redis outbox serves; any other (a filter) is refused naming it. `destinations` is how the `queue`
- * filter reads events without a queue, not a filter of its own.
+ * filter reads events without a queue, not a filter of its own; `payload` picks previews.
  */
-const SUPPORTED = new Set(['status', 'limit', 'cursor', 'order', 'destinations']);
+const SUPPORTED = new Set(['status', 'limit', 'cursor', 'order', 'destinations', 'payload']);
 const CHUNK = 1000;
+/** Events per replay script call (lua/replay-5.lua). */
+const REPLAY_CHUNK = 250;
 
 /**
  * Operators' view of the Redis outbox (`outbox.storage_type: redis`): listing in write order with the same cursors as
@@ -91,7 +91,10 @@ export class RedisOutboxInspector implements OutboxInspector {
     }
     found.sort((a, b) => (order === 'asc' ? a.seq - b.seq : b.seq - a.seq));
     const window = found.slice(0, limit + 1);
-    const events = await this.#read(window.slice(0, limit).map((f) => f.id));
+    const events = await this.#read(
+      window.slice(0, limit).map((f) => f.id),
+      options.payload === 'preview',
+    );
     const last = window[limit - 1];
     return {
       events: events.filter((e): e is OutboxEvent => e !== undefined),
@@ -101,7 +104,7 @@ export class RedisOutboxInspector implements OutboxInspector {
 
   async get(id: string): Promise<OutboxEvent | undefined> {
     if (typeof id !== 'string' || !UUID_RE.test(id)) throw new InvalidParameterError('id', 'must be a UUID');
-    const [event] = await this.#read([id.toLowerCase()]);
+    const [event] = await this.#read([id.toLowerCase()], false);
     return event;
   }
 
@@ -109,12 +112,12 @@ export class RedisOutboxInspector implements OutboxInspector {
     return redisOverviewBacklog(this.#redis, this.#keys, await this.backlog());
   }
 
-  traffic(rule: DestinationRule, sinceMs: number, bucketMs: number): Promise<OutboxTraffic & { capped: boolean }> {
-    return redisOutboxTraffic(this.#redis, this.#keys, rule, sinceMs, bucketMs);
+  traffic(rule: DestinationRule, sinceMs: number, bucketMs: number): Promise<OutboxTraffic & TrafficCaps> {
+    return redisOutboxTraffic(this.#redis, this.#keys, this.#scripts, rule, sinceMs, bucketMs);
   }
 
   held(limit: number): Promise<HeldAggregate[]> {
-    return redisHeldAggregates(this.#redis, this.#keys, limit);
+    return redisHeldAggregates(this.#redis, this.#keys, this.#scripts, limit);
   }
 
   failedGroups(limit: number): Promise<FailedGroup[]> {
@@ -213,26 +216,31 @@ export class RedisOutboxInspector implements OutboxInspector {
   }
 
   async #replay(ids: readonly string[]): Promise<string[]> {
-    const datas = await this.#hashes(ids, ['d', 's']);
+    const rows = await readEventRows(this.#redis, this.#keys, this.#scripts, ids, 'light');
     const args: string[] = [];
-    ids.forEach((id, i) => {
-      const [d, s] = datas[i] ?? [];
-      if (s !== 'failed' || !d) return;
-      const e = JSON.parse(d) as StoredEventData;
-      args.push(id, aggregateMember(e.at ?? '', e.ai));
-    });
-    if (args.length === 0) return [];
+    for (const row of rows) {
+      // An event whose aggregate is unknown (its data unreadable, and failed before `g` was recorded) stays failed.
+      const aggregate = row?.status === 'failed' ? rowAggregate(row) : undefined;
+      if (row && aggregate) args.push(row.id, aggregate.member);
+    }
     const k = this.#keys;
-    return (await this.#scripts.replay(
-      5,
-      k.due,
-      k.delayed,
-      k.leases,
-      k.pending,
-      k.failed,
-      k.prefix,
-      ...args,
-    )) as string[];
+    const replayed: string[] = [];
+    // A replay script blocks Redis while it runs: a few hundred events per call keep each one to milliseconds.
+    for (let i = 0; i < args.length; i += 2 * REPLAY_CHUNK) {
+      const chunk = args.slice(i, i + 2 * REPLAY_CHUNK);
+      const ids = (await this.#scripts.replay(
+        5,
+        k.due,
+        k.delayed,
+        k.leases,
+        k.pending,
+        k.failed,
+        k.prefix,
+        ...chunk,
+      )) as string[];
+      replayed.push(...ids);
+    }
+    return replayed;
   }
 
   async #hashes(ids: readonly string[], fields: readonly string[]): Promise<(string | null)[][]> {
@@ -246,9 +254,9 @@ export class RedisOutboxInspector implements OutboxInspector {
     });
   }
 
-  async #read(ids: readonly string[]): Promise<(OutboxEvent | undefined)[]> {
-    const rows = await this.#hashes(ids, FIELDS);
-    return rows.map((row, i) => (row[0] ? toEvent(ids[i] as string, row) : undefined));
+  async #read(ids: readonly string[], preview: boolean): Promise<(OutboxEvent | undefined)[]> {
+    const rows = await readEventRows(this.#redis, this.#keys, this.#scripts, ids, preview ? 'light' : 'full');
+    return rows.map((row) => (row ? rowToEvent(row, preview) : undefined));
   }
 
   #setOf(status: OutboxStatus): string {
@@ -258,32 +266,6 @@ export class RedisOutboxInspector implements OutboxInspector {
         ? this.#keys.published
         : this.#keys.failed;
   }
-}
-
-/** An event hash (FIELDS order) as the `OutboxEvent` the Postgres outbox returns for its row. */
-function toEvent(id: string, row: (string | null)[]): OutboxEvent {
-  const [d, q, c, s, r, n, x, pa] = row;
-  const e = JSON.parse(d as string) as StoredEventData;
-  const createdAt = new Date(Number(c));
-  return {
-    id,
-    seq: q ?? '0',
-    aggregateId: e.ai,
-    aggregateType: e.at ?? '',
-    eventType: e.et,
-    payload: e.p,
-    headers: e.h ?? {},
-    metadata: e.m ?? {},
-    tenantId: e.tn ?? '',
-    queue: e.q ?? null,
-    status: (s ?? 'pending') as OutboxStatus,
-    retryCount: Number(r ?? 0),
-    maxRetries: e.mr ?? null,
-    nextAttemptAt: n ? new Date(Number(n)) : createdAt,
-    lastError: x ?? null,
-    createdAt,
-    publishedAt: pa ? new Date(Number(pa)) : null,
-  };
 }
 
 const CURSOR_RE = /^seq:(\d{1,15})$/;

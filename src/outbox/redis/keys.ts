@@ -5,7 +5,7 @@
  * | key              | type   | holds                                                                              |
  * |------------------|--------|------------------------------------------------------------------------------------|
  * | `seq`            | string | INCR counter: write order of every event                                           |
- * | `e:<id>`         | hash   | one event: `d` (event JSON), `q` seq, `c` created ms, `s` status, `r` retries, `n` next attempt ms, `x` last error, `pa` published ms |
+ * | `e:<id>`         | hash   | one event: `d` (event JSON), `q` seq, `c` created ms, `s` status, `r` retries, `n` next attempt ms, `x` last error, `pa` published ms, `g` its aggregate (once it failed); a payload over 16 KiB adds `dm` (the event without it), `pv` (its preview), `pb` (its bytes): stored-event.ts |
  * | `a:<aggregate>`  | list   | ids of the aggregate's pending events, oldest first (its head is the only one that may go) |
  * | `due`            | zset   | aggregates whose head may go now, scored by the head's seq (oldest first)           |
  * | `delayed`        | zset   | aggregates whose head waits for a retry, scored by the time it is due (ms)          |

@@ -14,6 +14,7 @@ export interface OutboxScripts {
   move: ScriptCall;
   replay: ScriptCall;
   cleanup: ScriptCall;
+  read: ScriptCall;
 }
 
 const COMMANDS = {
@@ -21,6 +22,7 @@ const COMMANDS = {
   eoOutboxMove: 'move.lua',
   eoOutboxReplay: 'replay-5.lua',
   eoOutboxCleanup: 'cleanup-2.lua',
+  eoOutboxRead: 'read-events.lua',
 } as const;
 
 export function outboxScripts(redis: RedisClient): OutboxScripts {
@@ -37,5 +39,6 @@ export function outboxScripts(redis: RedisClient): OutboxScripts {
     move: bind('eoOutboxMove'),
     replay: bind('eoOutboxReplay'),
     cleanup: bind('eoOutboxCleanup'),
+    read: bind('eoOutboxRead'),
   };
 }

@@ -226,6 +226,7 @@ export class RedisOutboxStorage implements RelayStorage {
 
   /** Where an event goes and its job, or why it cannot go (`permanent`: no retry can change that). */
   #plan(event: ClaimedRedisEvent): { list: string; job: string } | { error: string; permanent?: boolean } {
+    if (event.unreadable !== undefined) return { error: `event is unreadable: ${event.unreadable}`, permanent: true };
     const o = this.#config.outbox;
     const priority = priorityOf(event, o.defaultPriority);
     const list = event.queue ?? o.queuePattern.replaceAll('{priority}', priority);

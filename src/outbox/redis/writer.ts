@@ -5,6 +5,7 @@ import type { NewOutboxEvent, OutboxEvent } from '../types.js';
 import { checkedIds } from '../validate-event.js';
 import { aggregateMember, DEFAULT_KEY_PREFIX, outboxKeys } from './keys.js';
 import { outboxLua } from './scripts.js';
+import { encodeEvent } from './stored-event.js';
 
 /** `storeInOutbox`'s options as the Redis outbox reads them: pass `config.outbox`. */
 export interface RedisOutboxOptions extends DestinationOptions {
@@ -14,7 +15,7 @@ export interface RedisOutboxOptions extends DestinationOptions {
 
 /** What the writer needs of an ioredis `multi()`: queue an EVAL. */
 interface RedisTransaction {
-  eval(script: string, numKeys: number, ...args: (string | number)[]): unknown;
+  eval(script: string, numKeys: number, args: string[]): unknown;
   isCluster?: boolean;
 }
 
@@ -52,10 +53,8 @@ export function storeInRedisOutbox(
 ): OutboxEvent[] {
   const h = handle as Record<string, unknown>;
   if (h.isPipeline !== true) throw new OutboxMultiRequiredError('an ioredis client');
-  const queued = h._queue as { name?: string }[] | undefined;
-  if (!((h._transactions as number) > 0 || queued?.[0]?.name === 'multi')) {
-    throw new OutboxMultiRequiredError('an ioredis pipeline() without MULTI');
-  }
+  const open = openMulti(h);
+  if (open !== true) throw new OutboxMultiRequiredError(open);
   const multi = handle as RedisTransaction;
   const keys = outboxKeys(options.redis?.keyPrefix ?? DEFAULT_KEY_PREFIX);
   const policy = policyFor(options);
@@ -90,11 +89,11 @@ export function storeInRedisOutbox(
     const id = ids[i] as string;
     const aggregateType = e.aggregateType ?? '';
     const aggregate = aggregateMember(aggregateType, e.aggregateId);
-    const data = eventData(e);
+    const encoded = encodeEvent(e);
     eventKeys.push(keys.event(id));
     listKeys.push(keys.aggregateList(aggregate));
-    args.push(id, data, aggregate);
-    const parsed = JSON.parse(data) as StoredEventData;
+    const large = encoded.large;
+    args.push(id, encoded.d, aggregate, large?.dm ?? '', large?.pv ?? '', large ? String(large.pb) : '');
     const now = new Date();
     return {
       id,
@@ -102,9 +101,9 @@ export function storeInRedisOutbox(
       aggregateId: e.aggregateId,
       aggregateType,
       eventType: e.eventType,
-      payload: parsed.p,
+      payload: encoded.payload,
       headers: { ...(e.headers ?? {}) },
-      metadata: parsed.m ?? {},
+      metadata: encoded.metadata,
       tenantId: e.tenantId ?? '',
       queue: e.queue ?? null,
       status: 'pending',
@@ -116,47 +115,30 @@ export function storeInRedisOutbox(
       publishedAt: null,
     };
   });
-  // EVAL with the script's text, not EVALSHA: inside EXEC a NOSCRIPT (the server restarted, SCRIPT FLUSH, a failover)
-  // would fail only this command while the app's writes commit, losing the event. Redis caches the compiled script.
+  // One array, never spread: 30,000 events are 150,000 arguments, past what a JavaScript call may take (ioredis
+  // flattens an array argument into the command's arguments).
   const fixed = [keys.seq, keys.due, keys.delayed, keys.leases, keys.pending];
-  multi.eval(
-    STORE_LUA,
-    fixed.length + eventKeys.length * 2,
-    ...fixed,
-    ...eventKeys,
-    ...listKeys,
-    ...args,
-    keys.doorbell,
-  );
+  const argv = fixed.concat(eventKeys, listKeys, args, [keys.doorbell]);
+  multi.eval(STORE_LUA, fixed.length + eventKeys.length * 2, argv);
   return stored;
 }
 
-/** The event as stored in its hash's `d` field: short names, defaults left out (memory per event, see README). */
-export interface StoredEventData {
-  /** aggregateType */
-  at?: string;
-  /** aggregateId */
-  ai: string;
-  /** eventType */
-  et: string;
-  /** payload */
-  p: unknown;
-  h?: Record<string, string>;
-  m?: Record<string, unknown>;
-  /** tenantId */
-  tn?: string;
-  q?: string;
-  /** maxRetries */
-  mr?: number;
-}
-
-function eventData(e: NewOutboxEvent): string {
-  const d: StoredEventData = { ai: e.aggregateId, et: e.eventType, p: e.payload ?? null };
-  if (e.aggregateType) d.at = e.aggregateType;
-  if (e.headers && Object.keys(e.headers).length > 0) d.h = e.headers;
-  if (e.metadata && Object.keys(e.metadata).length > 0) d.m = e.metadata;
-  if (e.tenantId) d.tn = e.tenantId;
-  if (e.queue !== undefined) d.q = e.queue;
-  if (e.maxRetries !== undefined) d.mr = e.maxRetries;
-  return JSON.stringify(d);
+/**
+ * `true` when commands queued now run inside an open MULTI, else what the handle is instead. A pipeline whose MULTI
+ * was already closed (`p.multi(); p.set(...); p.exec()` queues the EXEC) would run the event's script after EXEC,
+ * outside the app's transaction: with a failed WATCH the app's writes are discarded and the event stored anyway.
+ * ioredis queues MULTI, EXEC and DISCARD like any command, so the last of them in the queue says whether one is open;
+ * `_transactions` (its count of open MULTIs) agrees when this ioredis has it.
+ */
+function openMulti(h: Record<string, unknown>): true | string {
+  const queued = (h._queue as { name?: string }[] | undefined) ?? [];
+  let last: string | undefined;
+  for (let i = queued.length - 1; i >= 0 && last === undefined; i--) {
+    const name = queued[i]?.name;
+    if (name === 'multi' || name === 'exec' || name === 'discard') last = name;
+  }
+  const counted = typeof h._transactions === 'number' ? h._transactions > 0 : true;
+  if (last === 'multi' && counted) return true;
+  if (last === undefined) return 'an ioredis pipeline() without MULTI';
+  return `an ioredis pipeline whose MULTI was already closed by ${last.toUpperCase()}`;
 }

@@ -1,6 +1,6 @@
 // Dead events: failed events grouped by their last error; replay one, a selection, or a whole group.
 import { api } from '../api.js';
-import { fill, fmtNum, fmtTime, h, heading, table } from '../dom.js';
+import { clampedText, fill, fmtNum, fmtTime, h, heading, table } from '../dom.js';
 import { replay } from './replay.js';
 
 /** Failed events listed under their groups; a group with more shows its count and can still be replayed whole. */
@@ -116,7 +116,8 @@ function groupSection(group, index, events, { ctx, selected, updateSelection, lo
       h('span', { class: 'muted small' }, `first ${fmtTime(group.first_at)} · last ${fmtTime(group.last_at)}`),
       replayGroup,
     ),
-    h('pre', { class: 'error-text' }, group.error ?? '(no error text)'),
+    // Clamped: an error of thousands of characters must not push its events out of view.
+    clampedText(group.error ?? '(no error text)'),
     table(`Dead events failing with this error`, columns, events, {
       empty: 'None of these are among the newest failed events listed here.',
     }),

@@ -1,7 +1,8 @@
 // Events: the outbox filtered by status, queue, aggregate, event type, tenant and time, newest first, keyset paged on
-// seq (the server's cursor), with a detail panel for one event.
+// seq (the server's cursor), with a detail panel for one event. The Redis outbox lists by status only: its screen
+// offers no other filter. Rows carry a payload preview and size; the detail panel fetches the whole event.
 import { api } from '../api.js';
-import { badge, fields, fmtTime, h, heading, jsonBlock, table } from '../dom.js';
+import { badge, clampedText, fields, fmtBytes, fmtTime, h, heading, jsonBlock, table } from '../dom.js';
 import { replay } from './replay.js';
 
 const FILTERS = [
@@ -13,25 +14,41 @@ const FILTERS = [
 ];
 const PAGE_SIZES = ['10', '25', '50', '100', '250'];
 
+/** Filters beyond status the Redis outbox cannot serve (its listing answers 400 naming them). */
+const STATUS_ONLY_IGNORES = ['since', 'until', ...FILTERS.map(([k]) => k)];
+
 export async function renderEvents(root, ctx) {
+  const statusOnly = ctx.storage === 'redis';
   const filters = Object.fromEntries(
     ['status', 'since', 'until', 'limit', ...FILTERS.map(([k]) => k)].map((k) => [k, ctx.params.get(k) ?? '']),
   );
   filters.limit ||= '50';
+  // A bookmarked filter the storage cannot serve is dropped, and the page says so.
+  const ignored = statusOnly ? STATUS_ONLY_IGNORES.filter((k) => filters[k]) : [];
+  for (const k of ignored) filters[k] = '';
   // Cursors of the pages before this one: "Previous page" goes back through them (keyset paging has no offsets).
   const cursors = [];
   let cursor;
 
   const results = h('div', { id: 'event-results' });
   const detail = h('aside', { class: 'detail', id: 'event-detail', 'aria-label': 'Event details', hidden: true });
-  const form = filterForm(filters, (next) => {
+  const form = filterForm(filters, statusOnly, (next) => {
     Object.assign(filters, next);
     ctx.replaceQuery(filters);
     cursors.length = 0;
     cursor = undefined;
     load();
   });
-  root.replaceChildren(heading('Events'), form, h('div', { class: 'split' }, results, detail));
+  const note = statusOnly
+    ? h(
+        'p',
+        { class: 'muted small', id: 'filters-note' },
+        'The Redis outbox lists events by status only (newest first).',
+        ignored.length > 0 ? ` Ignored from the address: ${ignored.join(', ')}.` : '',
+      )
+    : null;
+  if (ignored.length > 0) ctx.replaceQuery(filters);
+  root.replaceChildren(heading('Events'), form, note, h('div', { class: 'split' }, results, detail));
 
   const load = async () => {
     results.setAttribute('aria-busy', 'true');
@@ -55,6 +72,8 @@ export async function renderEvents(root, ctx) {
         }),
       );
     } catch (err) {
+      // Never leave the rows of the previous filter under the new one.
+      if (ctx.current()) results.replaceChildren(h('p', { class: 'error-text' }, err.message));
       ctx.fail(err);
     } finally {
       results.removeAttribute('aria-busy');
@@ -77,7 +96,7 @@ export async function renderEvents(root, ctx) {
   if (ctx.params.get('open')) await openDetail(ctx.params.get('open'));
 }
 
-function filterForm(values, apply) {
+function filterForm(values, statusOnly, apply) {
   const input = (name, label, attrs = {}) =>
     h(
       'div',
@@ -105,9 +124,13 @@ function filterForm(values, apply) {
       ['published', 'published'],
       ['failed', 'failed'],
     ]),
-    ...FILTERS.map(([name, label]) => input(name, label)),
-    input('since', 'Created from', { type: 'datetime-local', step: 1 }),
-    input('until', 'Created until', { type: 'datetime-local', step: 1 }),
+    ...(statusOnly
+      ? []
+      : [
+          ...FILTERS.map(([name, label]) => input(name, label)),
+          input('since', 'Created from', { type: 'datetime-local', step: 1 }),
+          input('until', 'Created until', { type: 'datetime-local', step: 1 }),
+        ]),
     select(
       'limit',
       'Per page',
@@ -153,6 +176,7 @@ function eventsTable(events, open) {
       { label: 'Queue', cell: (e) => e.queue ?? '(default)' },
       { label: 'Tenant', cell: (e) => e.tenant_id || '—' },
       { label: 'Retries', class: 'num', cell: (e) => e.retry_count },
+      { label: 'Payload', class: 'num', cell: (e) => fmtBytes(e.payload_bytes) },
     ],
     events,
     { onRowClick: open, empty: 'No events match these filters.' },
@@ -202,7 +226,7 @@ function eventDetail(e, ctx, close, reload) {
       ['Published', fmtTime(e.published_at)],
     ]),
     h('h3', {}, 'Last error'),
-    e.last_error ? h('pre', { class: 'error-text' }, e.last_error) : h('p', { class: 'muted' }, 'none'),
+    e.last_error ? clampedText(e.last_error) : h('p', { class: 'muted' }, 'none'),
     h('h3', {}, 'Payload'),
     jsonBlock(e.payload, 'Payload'),
     h('h3', {}, 'Headers'),

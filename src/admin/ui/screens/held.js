@@ -1,6 +1,6 @@
 // Held aggregates: aggregates whose later events wait behind a retrying or failed event, with that blocking event.
 import { api } from '../api.js';
-import { badge, fmtNum, fmtTime, h, heading, table } from '../dom.js';
+import { badge, clampedText, fmtNum, fmtTime, h, heading, table } from '../dom.js';
 import { replay } from './replay.js';
 
 export async function renderHeld(root, ctx) {
@@ -23,14 +23,13 @@ export async function renderHeld(root, ctx) {
         [
           {
             label: 'Aggregate',
-            cell: (a) =>
-              h(
-                'a',
-                {
-                  href: `#/events?aggregate_type=${encodeURIComponent(a.aggregate_type ?? '')}&aggregate_id=${encodeURIComponent(a.aggregate_id)}`,
-                },
-                `${a.aggregate_type ? `${a.aggregate_type} / ` : ''}${a.aggregate_id}`,
-              ),
+            // The Redis outbox lists by status only: no aggregate view to link to.
+            cell: (a) => {
+              const name = `${a.aggregate_type ? `${a.aggregate_type} / ` : ''}${a.aggregate_id}`;
+              if (ctx.storage === 'redis') return name;
+              const query = `aggregate_type=${encodeURIComponent(a.aggregate_type ?? '')}&aggregate_id=${encodeURIComponent(a.aggregate_id)}`;
+              return h('a', { href: `#/events?${query}` }, name);
+            },
           },
           { label: 'Waiting', class: 'num', cell: (a) => fmtNum(a.waiting) },
           {
@@ -52,7 +51,11 @@ export async function renderHeld(root, ctx) {
             label: 'Next attempt',
             cell: (a) => (a.blocking.status === 'pending' ? fmtTime(a.blocking.next_attempt_at) : '—'),
           },
-          { label: 'Last error', class: 'wrap', cell: (a) => a.blocking.last_error ?? '—' },
+          {
+            label: 'Last error',
+            class: 'wrap',
+            cell: (a) => (a.blocking.last_error ? clampedText(a.blocking.last_error) : '—'),
+          },
           // Only a dead blocking event can be replayed; the relay retries the others by itself.
           ...(ctx.readOnly || !aggregates.some((a) => a.blocking.status === 'failed')
             ? []

@@ -37,10 +37,11 @@ export async function renderOverview(root, ctx) {
       ctx.setReadOnly(o.read_only === true);
       drawTiles(tiles, o);
       chart = drawChart(chartBox, chart, o.rates);
-      chartSummary.textContent = summary(o.rates);
+      const capped = o.destinations_capped_by ?? {};
+      chartSummary.textContent = summary(o.rates, capped.published === true);
       // Retries and deaths are counted by this relay process only: say so rather than let the chart look global.
       if (o.rates?.source) chartSummary.append(h('br'), `Sources: ${sources(o.rates.source)}.`);
-      destinations.replaceChildren(drawDestinations(o.destinations ?? []));
+      destinations.replaceChildren(drawDestinations(o.destinations ?? [], capped, o.storage === 'redis'));
       updated.textContent = `Updated ${fmtTime(new Date().toISOString()).slice(11)} · refreshes every 5 s`;
     } catch (err) {
       if (!stopped) ctx.fail(err);
@@ -66,7 +67,10 @@ function drawTiles(tiles, o) {
   const b = o.backlog ?? {};
   const pg = o.health?.postgres;
   const redis = o.health?.redis;
-  const health = (x) => (x ? (x.ok ? `ok · ${fmtNum(Math.round(x.latency_ms))} ms` : 'down') : '—');
+  // `used: false`: nothing of this config is in Postgres (the Redis outbox), so it was not probed at all.
+  const health = (x) =>
+    x ? (x.used === false ? 'not used' : x.ok ? `ok · ${fmtNum(Math.round(x.latency_ms))} ms` : 'down') : '—';
+  const tone = (x) => (x?.used === false ? '' : x && !x.ok ? 'bad' : 'good');
   tiles.replaceChildren(
     stat('Pending backlog', fmtNum(b.pending), {
       id: 'pending',
@@ -79,8 +83,8 @@ function drawTiles(tiles, o) {
       stat('Failed (dead)', fmtNum(b.failed), { id: 'failed', tone: b.failed > 0 ? 'warn' : '' }),
     ),
     stat('Relays awake', fmtNum(o.relays?.awake), { id: 'relays', tone: o.relays?.awake === 0 ? 'warn' : '' }),
-    stat('Postgres', health(pg), { id: 'postgres', tone: pg && !pg.ok ? 'bad' : 'good', hint: pg?.error }),
-    stat('Redis', health(redis), { id: 'redis', tone: redis && !redis.ok ? 'bad' : 'good', hint: redis?.error }),
+    stat('Postgres', health(pg), { id: 'postgres', tone: tone(pg), hint: pg?.error }),
+    stat('Redis', health(redis), { id: 'redis', tone: tone(redis), hint: redis?.error }),
   );
 }
 
@@ -127,10 +131,17 @@ function drawChart(box, chart, rates) {
   );
 }
 
-function summary(rates) {
+/** `capped`: the published counts come from a bounded walk (Redis outbox) that stopped early, so they are minimums. */
+function summary(rates, capped) {
   const points = rates?.points ?? [];
   const sum = (k) => points.reduce((n, p) => n + (p[k] ?? 0), 0);
-  return `In the last ${points.length} minutes: ${fmtNum(sum('published'))} published, ${fmtNum(sum('retried'))} retried, ${fmtNum(sum('failed'))} failed.`;
+  const published = `${capped ? 'at least ' : ''}${fmtNum(sum('published'))}`;
+  return `In the last ${points.length} minutes: ${published} published, ${fmtNum(sum('retried'))} retried, ${fmtNum(sum('failed'))} failed.`;
+}
+
+/** A count that may be a lower bound: "5,000+" when its walk stopped at the cap. */
+function atLeast(n, capped) {
+  return capped ? `${fmtNum(n)}+` : fmtNum(n);
 }
 
 function sources(source) {
@@ -139,26 +150,40 @@ function sources(source) {
     .join('; ');
 }
 
-function drawDestinations(rows) {
-  return table(
-    'Events per destination queue',
-    [
-      {
-        label: 'Queue',
-        cell: (r) => h('a', { href: `#/events?queue=${encodeURIComponent(r.queue)}` }, r.queue),
-      },
-      { label: 'Pending', class: 'num', cell: (r) => fmtNum(r.pending) },
-      {
-        label: 'Failed',
-        class: 'num',
-        cell: (r) =>
-          r.failed > 0
-            ? h('a', { href: `#/events?status=failed&queue=${encodeURIComponent(r.queue)}` }, fmtNum(r.failed))
-            : '0',
-      },
-      { label: 'Published (15 min)', class: 'num', cell: (r) => fmtNum(r.published_15m) },
-    ],
-    rows,
-    { empty: 'No events in the outbox yet.' },
+/**
+ * Pending, failed and published per destination. `capped` (Redis outbox): which counts are lower bounds, marked `+`.
+ * `byStatusOnly`: the Redis outbox lists by status only, so a queue links to no filtered view.
+ */
+function drawDestinations(rows, capped, byStatusOnly) {
+  const link = (text, query) => (byStatusOnly ? text : h('a', { href: `#/events?${query}` }, text));
+  const anyCapped = capped.published || capped.pending || capped.failed;
+  return h(
+    'div',
+    {},
+    table(
+      'Events per destination queue',
+      [
+        { label: 'Queue', cell: (r) => link(r.queue, `queue=${encodeURIComponent(r.queue)}`) },
+        { label: 'Pending', class: 'num', cell: (r) => atLeast(r.pending, capped.pending) },
+        {
+          label: 'Failed',
+          class: 'num',
+          cell: (r) =>
+            r.failed > 0
+              ? link(atLeast(r.failed, capped.failed), `status=failed&queue=${encodeURIComponent(r.queue)}`)
+              : '0',
+        },
+        { label: 'Published (15 min)', class: 'num', cell: (r) => atLeast(r.published_15m, capped.published) },
+      ],
+      rows,
+      { empty: 'No events in the outbox yet.' },
+    ),
+    anyCapped
+      ? h(
+          'p',
+          { class: 'muted small', id: 'destinations-capped' },
+          'Counted over a bounded number of events (the newest published, the oldest pending and failed, a few thousand each): a figure marked + is a minimum.',
+        )
+      : null,
   );
 }

@@ -19,8 +19,8 @@
 -- its aggregate's list and pending; a relay whose lease was taken over (it hung past claim_timeout) pushes nothing.
 --
 -- A push that fails (WRONGTYPE: the destination key holds a wrong type, ...) is that event's failure: it is retried
--- after the delay given, or marked failed (the last ARGV of the event says which), and the later events of its
--- aggregate wait (G3). A failure that is the server's state (OOM, READONLY, ... as in src/publishers/publish-errors.ts)
+-- after the delay given, or marked failed (the last ARGV of the event says which; a failed event's hash also records
+-- its aggregate, `g`, which an unreadable event's data cannot tell), and the later events of its aggregate wait (G3). A failure that is the server's state (OOM, READONLY, ... as in src/publishers/publish-errors.ts)
 -- stops the call: nothing more is pushed or counted, and the error text is returned for the relay to back off.
 --
 -- Finally every aggregate of the call that this relay holds is released: due again (by its head's seq), delayed until
@@ -86,7 +86,7 @@ for i = 1, n do
       local retries = tonumber(redis.call('HGET', ekey, 'r') or '0') + 1
       if ARGV[b + 5] == '1' then
         redis.call('LPOP', list)
-        redis.call('HSET', ekey, 's', 'failed', 'r', retries, 'x', err)
+        redis.call('HSET', ekey, 's', 'failed', 'r', retries, 'x', err, 'g', agg)
         redis.call('HDEL', ekey, 'n')
         redis.call('ZREM', KEYS[5], id)
         redis.call('ZADD', KEYS[7], seq, id)
@@ -109,7 +109,8 @@ for _, agg in ipairs(order) do
       if e[2] and tonumber(e[2]) > now then
         redis.call('ZADD', KEYS[4], e[2], agg)
       else
-        redis.call('ZADD', KEYS[3], e[1], agg)
+        -- A head whose hash is gone has no seq: due first, so the next claim fails it (claim-4.lua).
+        redis.call('ZADD', KEYS[3], e[1] or 0, agg)
       end
     end
   end

@@ -7,8 +7,9 @@
 -- KEYS[5]            pending  (zset: id -> seq)
 -- KEYS[5+i]          event hash of event i        (i = 1..N, N = (#KEYS - 5) / 2)
 -- KEYS[5+N+i]        aggregate list of event i
--- ARGV[3(i-1)+1..3]  per event i: id, event JSON, aggregate member
--- ARGV[3N+1]         doorbell channel
+-- ARGV[6(i-1)+1..6]  per event i: id, event JSON (`d`), aggregate member, then for a large payload the event without
+--                    it (`dm`), the payload's preview (`pv`) and size (`pb`), else three empty strings (stored-event.ts)
+-- ARGV[6N+1]         doorbell channel
 --
 -- Runs only if EXEC runs: a DISCARDed transaction, or one whose WATCHed key changed, never reaches the server's script
 -- engine, so its events are never stored and never published (G1). All or nothing: if one id is already stored,
@@ -29,7 +30,7 @@ if redis.replicate_commands then redis.replicate_commands() end
 local n = (#KEYS - 5) / 2
 for i = 1, n do
   if redis.call('EXISTS', KEYS[5 + i]) == 1 then
-    return redis.error_reply('EO_OUTBOX_DUPLICATE_ID event id ' .. ARGV[3 * (i - 1) + 1] .. ' is already in the outbox')
+    return redis.error_reply('EO_OUTBOX_DUPLICATE_ID event id ' .. ARGV[6 * (i - 1) + 1] .. ' is already in the outbox')
   end
 end
 local t = redis.call('TIME')
@@ -37,10 +38,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seqs = {}
 local ring = false
 for i = 1, n do
-  local id = ARGV[3 * (i - 1) + 1]
-  local agg = ARGV[3 * (i - 1) + 3]
+  local b = 6 * (i - 1)
+  local id = ARGV[b + 1]
+  local agg = ARGV[b + 3]
   local seq = redis.call('INCR', KEYS[1])
-  redis.call('HSET', KEYS[5 + i], 'd', ARGV[3 * (i - 1) + 2], 'q', seq, 'c', now, 's', 'pending')
+  redis.call('HSET', KEYS[5 + i], 'd', ARGV[b + 2], 'q', seq, 'c', now, 's', 'pending')
+  if ARGV[b + 4] ~= '' then redis.call('HSET', KEYS[5 + i], 'dm', ARGV[b + 4], 'pv', ARGV[b + 5], 'pb', ARGV[b + 6]) end
   redis.call('RPUSH', KEYS[5 + n + i], id)
   redis.call('ZADD', KEYS[5], seq, id)
   if not redis.call('ZSCORE', KEYS[4], agg) and not redis.call('ZSCORE', KEYS[3], agg) then
@@ -48,5 +51,5 @@ for i = 1, n do
   end
   seqs[i] = seq
 end
-if ring then redis.pcall('PUBLISH', ARGV[3 * n + 1], '') end
+if ring then redis.pcall('PUBLISH', ARGV[6 * n + 1], '') end
 return seqs
