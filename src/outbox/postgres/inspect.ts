@@ -59,10 +59,9 @@ export async function listOutboxEvents(db: SqlExecutor, options: ListOutboxOptio
   };
   const dir = order === 'asc' ? 'ASC' : 'DESC';
   const filters = filterSql(options, param);
-  const keyset =
-    options.cursor === undefined
-      ? 'true'
-      : `seq ${order === 'asc' ? '>' : '<'} ${param(decodeCursor(options.cursor))}::bigint`;
+  const after = options.cursor === undefined ? undefined : param(decodeCursor(options.cursor));
+  const keyset = (a: string) =>
+    after === undefined ? 'true' : `${a}.seq ${order === 'asc' ? '>' : '<'} ${after}::bigint`;
   const page = param(limit + 1);
   // Both given: the aggregate's lane is the only one to read.
   const oneLane =
@@ -73,13 +72,13 @@ export async function listOutboxEvents(db: SqlExecutor, options: ListOutboxOptio
   if (status !== 'published') {
     const parkedStatus = status === undefined ? 'true' : `p.status = '${status}'`;
     parts.push(`(SELECT ${PARKED_COLUMNS('p')} FROM ${PARKED_TABLE} p
-                  WHERE ${parkedStatus} AND ${filters('p')} AND p.${keyset}
+                  WHERE ${parkedStatus} AND ${filters('p')} AND ${keyset('p')}
                   ORDER BY p.seq ${dir} LIMIT ${page})`);
   }
   if (status !== 'failed') {
     for (let lane = 0; lane < LANES; lane++) {
       const only = oneLane ? `${lane} = ${oneLane}` : 'true';
-      const where = `${only} AND ${filters('e')} AND e.${keyset}`;
+      const where = `${only} AND ${filters('e')} AND ${keyset('e')}`;
       if (status === 'pending') {
         parts.push(`(SELECT * FROM (${unhandledSql(lane, EVENT_COLUMNS('e', 'c'), where)}) x
                       ORDER BY seq ${dir} LIMIT ${page})`);
