@@ -66,7 +66,8 @@ function drawTiles(tiles, o) {
   const b = o.backlog ?? {};
   const pg = o.health?.postgres;
   const redis = o.health?.redis;
-  const health = (x) => (x ? (x.ok ? `ok · ${fmtNum(Math.round(x.latency_ms))} ms` : 'down') : '—');
+  const health = (x) =>
+    x ? (x.used === false ? 'not used' : x.ok ? `ok · ${fmtNum(Math.round(x.latency_ms))} ms` : 'down') : '—';
   tiles.replaceChildren(
     stat('Pending backlog', fmtNum(b.pending), {
       id: 'pending',
