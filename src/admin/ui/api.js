@@ -1,7 +1,10 @@
 // The admin API client. The token lives in sessionStorage (this tab only) and travels as an Authorization header
 // set by this script, never as a cookie: a request another site makes to this server cannot carry it (CSRF).
 
-const PREFIX = '/api/v1/exactly-once';
+// Where the admin API is: the page's <meta name="exactly-once-api">, relative to the page (the server fills it in).
+const API_PATH =
+  document.querySelector('meta[name="exactly-once-api"]')?.getAttribute('content') || 'api/v1/exactly-once';
+const API_BASE = new URL(`${API_PATH.replace(/\/+$/, '')}/`, document.baseURI);
 const TOKEN_KEY = 'exactly-once.admin-token';
 
 export class ApiError extends Error {
@@ -30,7 +33,7 @@ function tokenChanged() {
  * and tries again; any other error throws an `ApiError` carrying the server's code and message.
  */
 export async function api(method, path, options = {}) {
-  const url = new URL(PREFIX + path, location.origin);
+  const url = new URL(path.replace(/^\//, ''), API_BASE);
   for (const [name, value] of Object.entries(options.query ?? {})) {
     if (value !== undefined && value !== null && value !== '') url.searchParams.set(name, String(value));
   }
