@@ -1,10 +1,11 @@
 // What a new user gets from `npm install exactly-once`: the packed tarball installed into a fresh app (type: module,
 // TypeScript strict with moduleResolution nodenext, the README's peers at the package's own ranges), where
-// - every relative link of the installed README and docs resolves to a file of the package (or a heading of it);
+// - every relative link of the installed README, CHANGELOG and docs resolves to a file of the package (or a heading);
 // - every TypeScript block of README.md and docs/*.md type-checks, with the prelude its `<!-- snippet -->` comment
 //   names (test/snippets/README.md), and the blocks marked `run` / `daemon` run against Postgres and a Redis of this
 //   file's own (the blocks use fixed key names: a private server keeps them away from everyone's and goes with it);
-// - every `exactly_once:` YAML block loads as a config file with the installed package's loadConfig;
+// - every `exactly_once:` YAML block loads as a config file with the installed package's loadConfig, and the README's
+//   "Public API" table names only what each subpath exports, and every function and class it exports;
 // - every subpath's types, and the shipped examples, type-check under moduleResolution nodenext with skipLibCheck off
 //   (the declarations import only what the package brings: no @types/pg of the user's), the subpaths resolve under
 //   node10 too, and no source map points at a file the package does not ship.
@@ -77,6 +78,7 @@ function publicApiImports(): string {
   );
   return 'types/public-api.ts';
 }
+
 /** A module importing every subpath of the package's `exports`, as `<app>/types/imports.ts`; its path in the app. */
 function subpathImports(): string {
   const { exports } = JSON.parse(readFileSync(path.join(app.packageDir, 'package.json'), 'utf8')) as {
@@ -116,10 +118,10 @@ after(async () => {
 const services = () => ({ DATABASE_URL: db.url, REDIS_URL: redisServer.url });
 
 describe('the installed package', { concurrency: false }, () => {
-  test('every relative link of the installed README and docs resolves inside the package', () => {
+  test('every relative link of the installed README, CHANGELOG and docs resolves inside the package', () => {
     const problems: string[] = [];
     const docs = readdirSync(path.join(app.packageDir, 'docs')).filter((f) => f.endsWith('.md'));
-    for (const file of ['README.md', ...docs.map((f) => `docs/${f}`)]) {
+    for (const file of ['README.md', 'CHANGELOG.md', ...docs.map((f) => `docs/${f}`)]) {
       const from = path.join(app.packageDir, file);
       const text = readFileSync(from, 'utf8');
       for (const { line, target } of markdownLinks(text)) {
@@ -142,7 +144,7 @@ describe('the installed package', { concurrency: false }, () => {
   });
 
   test('every TypeScript block of README.md and docs/*.md, every subpath and the shipped examples type-check (strict, nodenext, skipLibCheck off)', () => {
-    assert.ok(snippets.length >= 10, `found ${snippets.length} TypeScript blocks`);
+    assert.ok(snippets.length > 0, 'found the TypeScript blocks');
     assert.ok(existsSync(path.join(app.packageDir, 'examples', 'stream-consumer.ts')), 'the package ships examples/');
     const used = new Set(snippets.map((s) => s.prelude));
     const unused = readdirSync(PRELUDE_DIR).filter((f) => f.endsWith('.ts') && !used.has(f.replace(/\.ts$/, '')));
@@ -179,7 +181,17 @@ describe('the installed package', { concurrency: false }, () => {
 
   test("the README's Public API table names what each subpath exports, and every function and class it exports", async () => {
     const rows = publicApiTable();
-    assert.equal(rows.length, 7, 'a row per subpath');
+    const { exports } = JSON.parse(readFileSync(path.join(app.packageDir, 'package.json'), 'utf8')) as {
+      exports: object;
+    };
+    assert.deepEqual(
+      rows.map((r) => r.subpath).sort(),
+      Object.keys(exports)
+        .filter((k) => k !== './package.json')
+        .map((k) => `${PKG.name}${k.slice(1)}`)
+        .sort(),
+      'a row per subpath of "exports"',
+    );
     // Each name the table gives is an export of its row's subpath (type or value): checked by the type-check above.
     assert.deepEqual(
       checked.errors.filter((e) => e.includes('public-api.ts')),
@@ -216,7 +228,7 @@ describe('the installed package', { concurrency: false }, () => {
         files.push(name);
       }
     }
-    assert.ok(files.length >= 5, `found ${files.length} exactly_once YAML blocks`);
+    assert.ok(files.length > 0, 'found the exactly_once YAML blocks');
     const script = `import { loadConfig } from ${JSON.stringify(PKG.name)};
       const failed = [];
       for (const f of JSON.parse(process.argv[1])) {

@@ -25,7 +25,8 @@ flight and exits 0. Run as many as you like, on any machines.
 
 On the same port it serves the admin API (/api/v1/exactly-once/*), /metrics, /healthz and /readyz,
 and it takes part in the cluster-wide cleanup schedule (a Postgres timetable: one replica runs each tick).
-With outbox.storage_type: redis and no idempotency keys in Postgres, it never connects to Postgres.
+With outbox.storage_type: redis and no idempotency keys in Postgres, it never connects to Postgres; with
+outbox.publisher: pg-boss and no idempotency keys or cache in Redis, it never connects to Redis.
 
   --concurrency N   claim loops in this process, 1..${MAX_CONCURRENCY} (outbox.concurrency)
   --port N          admin/metrics port, 0..65535 (admin.port, default 8080; 0 picks a free one)
