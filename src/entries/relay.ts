@@ -1,6 +1,11 @@
-// `exactly-once/relay`: publishing the outbox to Redis by hand — the relay, the publishers, the Redis client factory.
-// Loads ioredis. Most applications use the Manager (`exactly-once/manager`) or the `exactly-once relay` daemon instead.
+/**
+ * `exactly-once/relay`: publishing the outbox to Redis by hand — the relay, the publishers, the Redis client factory.
+ * Loads ioredis. Most applications use the Manager (`exactly-once/manager`) or the `exactly-once relay` daemon instead.
+ *
+ * @module exactly-once/relay
+ */
 
+export type { OutboxRelay } from '../manager.js';
 export type { OutboxInspector } from '../outbox/inspector.js';
 export { createOutboxInspector, postgresOutboxInspector } from '../outbox/inspector.js';
 export type { RedisOutboxRelayOptions } from '../outbox/redis/relay.js';
