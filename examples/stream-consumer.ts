@@ -14,17 +14,18 @@
  *
  * Run it (the stream is the relay's `queue_pattern` list name, or an event's `queue`):
  *   STREAM=jobqueue:low_priority GROUP=ledger CONSUMER=worker-1 npx tsx examples/stream-consumer.ts
+ * (the package ships this file: copy it into your app and run it the same way)
  * DATABASE_URL, REDIS_URL / REDIS_CLUSTER_NODES and EXACTLY_ONCE_CONFIG are read as by the relay. SIGTERM stops it
  * after the entry in hand.
  */
 import { pathToFileURL } from 'node:url';
+// By the package's name, as in your project (in a checkout of exactly-once, tsconfig.json maps these to src/).
+import { loadConfig } from 'exactly-once';
+import { createLogger, Manager } from 'exactly-once/manager';
+import { createRedisClient, type RedisClient } from 'exactly-once/relay';
 import type { Transaction } from 'kysely';
-// In your project: from 'exactly-once', 'exactly-once/manager' and 'exactly-once/relay'.
-import { createLogger, Manager } from '../src/entries/manager.js';
-import { createRedisClient, type RedisClient } from '../src/entries/relay.js';
-import { loadConfig } from '../src/index.js';
 
-/** One stream entry: its stream ID and its fields (see STREAM_FIELDS in src/publishers/redis-stream.ts). */
+/** One stream entry: its stream ID and its fields (see `STREAM_FIELDS`, exported by exactly-once/relay). */
 export interface StreamEntry {
   streamId: string;
   fields: Record<string, string>;

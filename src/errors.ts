@@ -419,3 +419,20 @@ export class OutboxEventNotFoundError extends ExactlyOnceError {
     this.id = id;
   }
 }
+
+/** The admin server's port is taken (another relay, the demo, another program) when it starts listening. */
+export class AdminPortInUseError extends ExactlyOnceError {
+  readonly host: string;
+  readonly port: number;
+
+  constructor(host: string, port: number, options?: { cause?: unknown }) {
+    super(
+      'EO_ADMIN_PORT_IN_USE',
+      `the admin port ${host.includes(':') ? `[${host}]` : host}:${port} is in use; give this process another with ` +
+        '--port N (admin.port), or --port 0 for any free one',
+      options,
+    );
+    this.host = host;
+    this.port = port;
+  }
+}

@@ -1,6 +1,10 @@
-// The main entry, `exactly-once`: what an application that writes events needs, and nothing that would make its
-// import heavy (no Redis client, HTTP server, metrics registry or scheduler: those live behind the subpaths in
-// src/entries/, see README "Public API"). It loads kysely, zod and yaml; pg comes with the caller's own client.
+/**
+ * The main entry, `exactly-once`: what an application that writes events needs, and nothing that would make its
+ * import heavy (no Redis client, HTTP server, metrics registry or scheduler: those live behind the subpaths in
+ * src/entries/, see README "Public API"). It loads kysely, zod and yaml; pg comes with the caller's own client.
+ *
+ * @module exactly-once
+ */
 
 export { formatDuration, parseDuration } from './config/duration.js';
 export type { Config, LoadConfigOptions } from './config/load-config.js';
@@ -11,6 +15,7 @@ export { createMigrator, migrateDown, migrateToLatest, migrationStatus } from '.
 export {
   AdminForeignOriginError,
   AdminHostNotAllowedError,
+  AdminPortInUseError,
   AdminReadOnlyError,
   AdminUnauthorizedError,
   CircuitOpenError,

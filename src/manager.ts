@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Config } from './config/load-config.js';
+import { idempotencyRedisUse } from './config/redis-use.js';
 import { createPool, poolTimeouts } from './db/pool.js';
 import { FeatureDisabledError } from './errors.js';
 import {
@@ -30,7 +31,8 @@ export interface ManagerDeps {
   pool?: pg.Pool;
   /**
    * ioredis client, or `Cluster`; created from `redis` config (`redis.url`, or `redis.cluster`) and closed by `close()`
-   * when omitted.
+   * when omitted, on first use: a config that keeps nothing in Redis (events to pg-boss, no idempotency keys or cache
+   * in Redis) never connects to it.
    */
   redis?: RedisClient;
   logger?: Logger;
@@ -65,12 +67,14 @@ export interface CreateRelayOptions {
 export class Manager {
   readonly config: Config;
   readonly pool: pg.Pool;
-  readonly redis: RedisClient;
   readonly logger: Logger;
   readonly publisher: Publisher;
   /** The idempotency service; `undefined` when `idempotency.enabled` is false. */
   readonly idempotency: IdempotencyService | undefined;
   readonly #owned: (() => Promise<unknown>)[] = [];
+  #redis: RedisClient | undefined;
+  /** The Redis client was created here (so `close()` disconnects it). */
+  #ownsRedis = false;
   readonly #relay: OutboxRelay;
   /** What operators see of the outbox (admin API, CLI): Postgres or Redis, as `outbox.storage_type` says. */
   readonly outboxInspector: OutboxInspector;
@@ -88,15 +92,15 @@ export class Manager {
       });
       this.#owned.push(() => this.pool.end());
     }
-    if (deps.redis) this.redis = deps.redis;
-    else {
-      this.redis = createRedisClient(config.redis, this.logger);
-      this.#owned.push(async () => this.redis.disconnect());
-    }
+    this.#redis = deps.redis;
+    const redis = () => this.redis;
     this.publisher =
       deps.publisher ??
       createPublisher(config, {
-        redis: this.redis,
+        // Read only by the Redis publishers: a pg-boss publisher leaves the client uncreated.
+        get redis() {
+          return redis();
+        },
         logger: this.logger,
         ...(deps.metrics ? { onRoundTrip: (s: number) => deps.metrics?.redisRoundTrip(s) } : {}),
       });
@@ -109,7 +113,8 @@ export class Manager {
       const service = new IdempotencyService({
         config,
         pool: this.pool,
-        redis: this.redis,
+        // Only a store that keeps keys (or its cache) in Redis gets the client: creating it connects.
+        ...(idempotencyRedisUse(config.idempotency) ? { redis: this.redis } : {}),
         logger: this.logger,
         ...(deps.metrics ? { metrics: deps.metrics } : {}),
       });
@@ -120,6 +125,17 @@ export class Manager {
     } else {
       this.idempotency = undefined;
     }
+  }
+
+  /**
+   * The Redis client: the one given in `deps`, else one created from `redis` config on first use.
+   */
+  get redis(): RedisClient {
+    if (!this.#redis) {
+      this.#redis = createRedisClient(this.config.redis, this.logger);
+      this.#ownsRedis = true;
+    }
+    return this.#redis;
   }
 
   /**
@@ -255,6 +271,8 @@ export class Manager {
     await this.#relay.stop().catch(() => {});
     for (const release of this.#owned.reverse()) await release().catch(() => {});
     this.#owned.length = 0;
+    if (this.#ownsRedis) this.#redis?.disconnect();
+    this.#ownsRedis = false;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -33,6 +33,9 @@ describe('durations', () => {
       assert.equal(parseDuration(bad), undefined, bad);
     assert.equal(formatDuration(5_400_000), '1h30m');
     assert.equal(formatDuration(500), '500ms');
+    // 0 with its unit, as every other duration in a message, and it parses back.
+    assert.equal(formatDuration(0), '0ms');
+    for (const ms of [0, 500, 1000, 5_400_000]) assert.equal(parseDuration(formatDuration(ms)), ms);
   });
 });
 

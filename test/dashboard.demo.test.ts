@@ -3,7 +3,9 @@
 // pseudo-terminal (util-linux `script`), and Ctrl-C is the byte a keyboard sends, turned into SIGINT by the tty.
 import assert from 'node:assert/strict';
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
 import { runCli } from './helpers/relay-http.js';
 import { createTestDatabase, type RedisServer, startRedisServer, type TestDatabase } from './helpers/services.js';
 
@@ -91,6 +93,27 @@ describe('the demo and the dashboard', { concurrency: false }, () => {
       await assert.rejects(fetch(`${url}/`), 'the server is gone');
     } finally {
       run.child.kill('SIGKILL');
+    }
+  });
+
+  test('in a terminal with the port taken: says so with the way out, exits after the summary, leaves no marker', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const { port } = busy.address() as net.AddressInfo;
+    try {
+      const run = demoInTerminal(['--orders', '6', '--port', String(port)]);
+      assert.equal(await run.exited, 0, run.output());
+      assert.match(run.output(), /OK: every committed event had its effect exactly once/);
+      assert.match(run.output(), new RegExp(`dashboard not started: .*:${port} is in use.*--port 0`));
+      // Every event was published and its batch committed: no dedup marker may outlive the demo (its TTL is 24 h).
+      const probe = new Redis(redisServer.url);
+      try {
+        assert.deepEqual(await probe.keys('*eo:dedup:*'), []);
+      } finally {
+        probe.disconnect();
+      }
+    } finally {
+      busy.close();
     }
   });
 

@@ -1,4 +1,5 @@
 import { postgresUses } from '../config/postgres-use.js';
+import { redisUses } from '../config/redis-use.js';
 import type { RelayHealth } from '../outbox/circuit-breaker.js';
 import { withTimeout } from '../timeout.js';
 import type { AdminBackend } from './backend.js';
@@ -9,7 +10,10 @@ export interface DependencyCheck {
   ok: boolean;
   latency_ms: number;
   error?: string;
-  /** `false`: not probed, because nothing of this config is kept there (Postgres with the outbox in Redis). */
+  /**
+   * `false`: not probed, because nothing of this config is kept there (Postgres with the outbox in Redis; Redis with
+   * events going to pg-boss and no idempotency keys or cache in Redis).
+   */
   used?: false;
 }
 
@@ -41,8 +45,8 @@ export const READINESS_KEY = 'exactly-once:readyz';
  * Can this process do its work: does Postgres answer `SELECT 1`, does Redis accept a write (a tiny `SET` with a 10 s
  * TTL on a key of ours: PING succeeds on a Redis that refuses every write at `maxmemory` with `noeviction`), each
  * within 2 s, and, when a relay is given, is it able to publish (its circuit breaker not open). Every check runs at
- * once. The error text is the driver's message class only (no connection string). Postgres is not probed when the
- * config keeps nothing there (`postgresUses`): the check says `used: false` and counts as ok.
+ * once. The error text is the driver's message class only (no connection string). Postgres or Redis is not probed when
+ * the config keeps nothing there (`postgresUses`, `redisUses`): the check says `used: false` and counts as ok.
  *
  * @example const { ready, checks } = await checkReadiness(manager, relay);
  */
@@ -51,15 +55,18 @@ export async function checkReadiness(
   relay?: HealthSource,
 ): Promise<Readiness> {
   const usesPostgres = !backend.config || postgresUses(backend.config).length > 0;
+  const usesRedis = !backend.config || redisUses(backend.config).length > 0;
   const [postgres, redis] = await Promise.all([
     usesPostgres
       ? probe(async () => {
           await backend.pool.query('SELECT 1');
         })
       : ({ ok: true, latency_ms: 0, used: false } as const),
-    probe(async () => {
-      await backend.redis.set(READINESS_KEY, String(Date.now()), 'PX', 10_000);
-    }),
+    usesRedis
+      ? probe(async () => {
+          await backend.redis.set(READINESS_KEY, String(Date.now()), 'PX', 10_000);
+        })
+      : ({ ok: true, latency_ms: 0, used: false } as const),
   ]);
   const checks: Readiness['checks'] = { postgres, redis };
   if (relay) checks.relay = relayCheck(relay.health());

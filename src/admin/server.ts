@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from '../config/load-config.js';
+import { AdminPortInUseError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { AdminOptions } from './backend.js';
 import { HttpErrorCode } from './http-errors.js';
@@ -72,7 +73,14 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   if (options.ui !== false) {
     await app.register(exactlyOnceUi, { allowedHosts: options.allowedHosts ?? config.admin.allowedHosts });
   }
-  await app.listen({ host, port });
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    // The plugins registered above hold timers and connections of their own: close them with the server.
+    await app.close().catch(() => {});
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new AdminPortInUseError(host, port, { cause: err });
+    throw err;
+  }
 
   const address = app.server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;

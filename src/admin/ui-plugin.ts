@@ -42,7 +42,16 @@ export interface UiOptions {
    * admin API it calls checks them (see `hostCheck`). @defaultValue [] (IP addresses and localhost only)
    */
   allowedHosts?: readonly string[] | undefined;
+  /**
+   * Where the page finds the admin API (`exactlyOnceAdmin`): a path relative to the page, or absolute. The default
+   * suits the admin plugin registered under the same prefix as this one (`/ops/` and `/ops/api/v1/exactly-once`).
+   * @defaultValue "api/v1/exactly-once"
+   */
+  api?: string;
 }
+
+/** The `api` option: a URL path (absolute or relative), nothing that could leave the attribute or the origin. */
+const API_PATH = /^(?:\/(?!\/)|[\w.-])[\w./~-]*$/;
 
 /**
  * The operator dashboard: `GET /` is the page, `GET /ui/<file>` its scripts and styles, and the chart library
@@ -50,12 +59,20 @@ export interface UiOptions {
  * ship inside the package: no build step, no CDN, nothing fetched at run time. The page only reads and writes
  * through the admin API, so it has the API's auth and nothing more.
  *
+ * Register it under a prefix to keep your app's own `/`: every URL of the page is relative, so it works under any
+ * prefix, and `/ops` redirects to `/ops/`. Register the admin plugin under the same prefix, or say where it is (`api`).
+ *
  * @example
- * await app.register(exactlyOnceAdmin, { manager });
- * await app.register(exactlyOnceUi, { allowedHosts: manager.config.admin.allowedHosts });
+ * await app.register(exactlyOnceAdmin, { prefix: '/ops', manager, probes: false });
+ * await app.register(exactlyOnceUi, { prefix: '/ops' }); // the page at /ops/
  */
 export async function exactlyOnceUi(app: FastifyInstance, options: UiOptions = {}): Promise<void> {
-  const assets = loadAssets();
+  if (options.api !== undefined && !API_PATH.test(options.api)) {
+    throw new TypeError(
+      `exactlyOnceUi: api must be a URL path such as /api/v1/exactly-once (got ${JSON.stringify(options.api)})`,
+    );
+  }
+  const assets = loadAssets(options.api);
   const index = assets.get('index.html');
   if (!index) throw new Error(`the dashboard's index.html is missing from ${UI_DIR}`);
   // The page under a name of another site (DNS rebinding) is refused like the API it would call.
@@ -81,7 +98,12 @@ export async function exactlyOnceUi(app: FastifyInstance, options: UiOptions = {
     return reply.type(asset.type).send(asset.body);
   };
 
-  app.get('/', (request, reply) => send(index, request.headers['if-none-match'], reply));
+  app.get('/', (request, reply) => {
+    // Under a prefix the page must be at `/ops/`, not `/ops`: its relative URLs resolve against the last slash.
+    const [path = '', query] = request.url.split('?');
+    if (!path.endsWith('/')) return reply.redirect(`${path}/${query === undefined ? '' : `?${query}`}`, 308);
+    return send(index, request.headers['if-none-match'], reply);
+  });
   app.get<{ Params: { '*': string } }>('/ui/*', (request, reply) => {
     const asset = assets.get(request.params['*']);
     if (!asset || request.params['*'] === 'index.html') {
@@ -95,13 +117,19 @@ export async function exactlyOnceUi(app: FastifyInstance, options: UiOptions = {
 
 Object.defineProperty(exactlyOnceUi, Symbol.for('fastify.display-name'), { value: 'exactly-once-ui' });
 
-/** Only files that exist at start are served, by exact name: a request can never reach another path on disk. */
-function loadAssets(): Map<string, Asset> {
+/**
+ * Only files that exist at start are served, by exact name: a request can never reach another path on disk. The
+ * page gets the admin API's location (`api`) in its `<meta name="exactly-once-api">`.
+ */
+function loadAssets(api: string | undefined): Map<string, Asset> {
   const assets = new Map<string, Asset>();
   const add = (name: string, file: string) => {
     const type = TYPES[path.extname(file)];
     if (!type) return;
-    const body = readFileSync(file);
+    let body = readFileSync(file);
+    if (name === 'index.html' && api !== undefined) {
+      body = Buffer.from(body.toString('utf8').replace('content="api/v1/exactly-once"', `content="${api}"`), 'utf8');
+    }
     assets.set(name, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
   };
   const walk = (dir: string, prefix: string) => {

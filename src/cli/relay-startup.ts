@@ -11,6 +11,10 @@ import { checkRedisPersistence } from '../redis-persistence.js';
 const STARTING_UP = new Set(['57P03', '57P01', '53300']);
 const ATTEMPT_BACKOFF_MS = [250, 500, 1000, 2000];
 const MIN_ATTEMPT_MS = 1000;
+/** One Redis connection attempt's bound when the caller does not say (`redis.connect_timeout`'s default). */
+const DEFAULT_ATTEMPT_MS = 5000;
+/** The client's own connect timeout fires first and names the cause; this only stops a wait that nothing ends. */
+const ATTEMPT_SLACK_MS = 1000;
 
 export interface WaitOptions {
   /** Give up at this time (`Date.now()` clock). */
@@ -20,6 +24,11 @@ export interface WaitOptions {
   logger: Logger;
   /** Stop waiting (a signal during start-up, or the other service failed): rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * How long one connection attempt may take (`redis.connect_timeout`): with `waitMs` 0 (try once), the bound of that
+   * one attempt. @defaultValue 5000
+   */
+  attemptMs?: number;
 }
 
 /**
@@ -79,12 +88,20 @@ export async function waitForPostgres(url: string, connectTimeoutMs: number, opt
  */
 export async function waitForRedis(redis: RedisClient, target: string, options: WaitOptions): Promise<void> {
   if (redis.status === 'ready') return;
+  // `--wait 0` tries once: the first attempt's outcome decides, however long it takes up to the connect timeout (a
+  // deadline of "now" would fire before any attempt could finish).
+  const once = options.waitMs === 0;
   await new Promise<void>((resolve, reject) => {
     let attempts = 0;
     let last = 'no answer';
+    const giveUpNow = () => {
+      done();
+      reject(new ServiceUnreachableError('redis', target, giveUp(options.waitMs, attempts, last)));
+    };
     const onError = (err: unknown) => {
       attempts++;
       last = errorText(err);
+      if (once) return giveUpNow();
       options.logger.warn({ service: 'redis', target, attempt: attempts, error: last }, 'waiting for Redis');
     };
     const onReady = () => {
@@ -93,11 +110,8 @@ export async function waitForRedis(redis: RedisClient, target: string, options: 
       resolve();
     };
     const timer = setTimeout(
-      () => {
-        done();
-        reject(new ServiceUnreachableError('redis', target, giveUp(options.waitMs, attempts, last)));
-      },
-      Math.max(0, options.deadline - Date.now()),
+      giveUpNow,
+      once ? (options.attemptMs ?? DEFAULT_ATTEMPT_MS) + ATTEMPT_SLACK_MS : Math.max(0, options.deadline - Date.now()),
     );
     const onAbort = () => {
       done();
@@ -132,6 +146,7 @@ function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<vo
 }
 
 function giveUp(waitMs: number, attempts: number, last: string): string {
+  if (waitMs === 0) return `not reachable (--wait 0 tries once; ${last})`;
   return `not reachable within ${formatDuration(waitMs)} (--wait; ${attempts} attempt${attempts === 1 ? '' : 's'}, last: ${last})`;
 }
 

@@ -30,9 +30,9 @@ export function parseDuration(input: string): number | undefined {
   return Math.round(total);
 }
 
-/** Format milliseconds the way the config accepts them (`90000` -> `1m30s`). */
+/** Format milliseconds the way the config accepts them (`90000` -> `1m30s`, `0` -> `0ms`). */
 export function formatDuration(ms: number): string {
-  if (ms === 0) return '0';
+  if (ms === 0) return '0ms';
   if (ms % 1000 !== 0) return `${ms}ms`;
   let rest = ms / 1000;
   let out = '';

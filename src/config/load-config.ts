@@ -18,7 +18,8 @@ type CamelDeep<T> = T extends readonly unknown[]
  * The resolved, validated, frozen configuration. Keys are the YAML keys in camelCase
  * (`retry_backoff.initial_delay` -> `retryBackoff.initialDelay`); every duration is in milliseconds.
  */
-export type Config = CamelDeep<RawConfig>;
+// An interface, not an alias of the mapped type: editors and the API reference then show `Config`, not its expansion.
+export interface Config extends CamelDeep<RawConfig> {}
 
 export interface LoadConfigOptions {
   /** Environment to read overrides from. @defaultValue process.env */
@@ -32,7 +33,7 @@ const SECTIONS = new Set(['idempotency', 'outbox', 'metrics', 'database', 'redis
 /**
  * The defaults, with no file and no environment applied.
  *
- * @example const cfg = defaultConfig(); cfg.outbox.batchSize // 50
+ * @example const cfg = defaultConfig(); cfg.outbox.batchSize // 500
  */
 export function defaultConfig(): Config {
   return resolve({}, undefined);

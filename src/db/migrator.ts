@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileMigrationProvider, Kysely, type MigrationResultSet, Migrator, PostgresDialect } from 'kysely';
 import type pg from 'pg';
-import { MigrationError } from '../errors.js';
+import { ExactlyOnceError, MigrationError } from '../errors.js';
 
 /** Our own bookkeeping tables, so we never collide with the application's `kysely_migration`. */
 export const MIGRATION_TABLE = 'exactly_once_migration';
@@ -53,6 +53,9 @@ function applied(result: MigrationResultSet, what: string): string[] {
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error')?.migrationName;
     const cause = result.error;
+    // No migration ran: the database could not be reached or locked. That error says it all, with its own code, as
+    // every other command reports it.
+    if (!failed && cause instanceof ExactlyOnceError) throw cause;
     const detail = cause instanceof Error ? cause.message : String(cause);
     throw new MigrationError(`${what} failed${failed ? ` in ${failed}` : ''}: ${detail}`, { cause });
   }

@@ -1,5 +1,9 @@
-// `exactly-once/admin`: the admin HTTP API (fastify) — as a plugin for your server, as a server of its own, or with
-// the maintenance scheduler and metrics in one call (`startOperations`). Loads fastify.
+/**
+ * `exactly-once/admin`: the admin HTTP API (fastify) — as a plugin for your server, as a server of its own, or with
+ * the maintenance scheduler and metrics in one call (`startOperations`). Loads fastify.
+ *
+ * @module exactly-once/admin
+ */
 
 export type { AdminBackend, AdminIdempotency, AdminOptions } from '../admin/backend.js';
 export { HttpErrorCode } from '../admin/http-errors.js';

@@ -1,5 +1,9 @@
-// `exactly-once/maintenance`: operator tasks on the outbox and the idempotency keys — cleanup, its once-per-cluster
-// schedule, and listing and replaying outbox events (what the admin API and the operator CLI call). Postgres only.
+/**
+ * `exactly-once/maintenance`: operator tasks on the outbox and the idempotency keys — cleanup, its once-per-cluster
+ * schedule, and listing and replaying outbox events (what the admin API and the operator CLI call). Postgres only.
+ *
+ * @module exactly-once/maintenance
+ */
 
 export type { CleanupDeps, CleanupReport, CleanupRequest, IdempotencyCleaner } from '../maintenance/run-cleanup.js';
 export { runCleanup } from '../maintenance/run-cleanup.js';

@@ -1,5 +1,9 @@
-// `exactly-once/relay`: publishing the outbox to Redis by hand — the relay, the publishers, the Redis client factory.
-// Loads ioredis. Most applications use the Manager (`exactly-once/manager`) or the `exactly-once relay` daemon instead.
+/**
+ * `exactly-once/relay`: publishing the outbox to Redis by hand — the relay, the publishers, the Redis client factory.
+ * Loads ioredis. Most applications use the Manager (`exactly-once/manager`) or the `exactly-once relay` daemon instead.
+ *
+ * @module exactly-once/relay
+ */
 
 export type { RelayHealth } from '../outbox/circuit-breaker.js';
 export type { OutboxInspector } from '../outbox/inspector.js';

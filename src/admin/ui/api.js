@@ -3,7 +3,10 @@
 
 import { visible } from './dom.js';
 
-const PREFIX = '/api/v1/exactly-once';
+// Where the admin API is: the page's <meta name="exactly-once-api">, relative to the page (the server fills it in).
+const API_PATH =
+  document.querySelector('meta[name="exactly-once-api"]')?.getAttribute('content') || 'api/v1/exactly-once';
+const API_BASE = new URL(`${API_PATH.replace(/\/+$/, '')}/`, document.baseURI);
 const TOKEN_KEY = 'exactly-once.admin-token';
 
 export class ApiError extends Error {
@@ -32,7 +35,7 @@ function tokenChanged() {
  * and tries again; any other error throws an `ApiError` carrying the server's code and message.
  */
 export async function api(method, path, options = {}) {
-  const url = new URL(PREFIX + path, location.origin);
+  const url = new URL(path.replace(/^\//, ''), API_BASE);
   for (const [name, value] of Object.entries(options.query ?? {})) {
     if (value !== undefined && value !== null && value !== '') url.searchParams.set(name, String(value));
   }

@@ -11,6 +11,7 @@ once per cluster; this is for running it by hand. Default type: all (disabled fe
 
 export const cleanupCommand: Command = {
   name: 'cleanup',
+  usage: USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, { type: { type: 'string' }, json: { type: 'boolean' } });
     if (values.help) {

@@ -50,6 +50,7 @@ interface Written {
 
 export const demoCommand: Command = {
   name: 'demo',
+  usage: USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, {
       orders: { type: 'string', default: '20' },
@@ -266,9 +267,8 @@ async function serveDashboard(options: {
       port: options.port,
     });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? 'the port is in use (try --port 0)' : (err as Error).message;
-    console.log(`\ndashboard not started: ${why}`);
+    // AdminPortInUseError says which port and what to do (--port 0).
+    console.log(`\ndashboard not started: ${(err as Error).message}`);
     return;
   }
   const url = new URL(admin.url);

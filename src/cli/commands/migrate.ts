@@ -14,6 +14,7 @@ The database is DATABASE_URL, else database.url from the config file.`;
 
 export const migrateCommand: Command = {
   name: 'migrate',
+  usage: USAGE,
   async run(argv) {
     const { values, positionals } = parseFlags(argv, {}, true);
     if (values.help) {
@@ -22,7 +23,7 @@ export const migrateCommand: Command = {
     }
     const action = positionals[0] ?? 'latest';
     if (!['latest', 'up', 'down', 'status'].includes(action) || positionals.length > 1) {
-      throw new UsageError(`unknown migrate action "${positionals.join(' ')}"\n\n${USAGE}`);
+      throw new UsageError(`unknown migrate action "${positionals.join(' ')}"`, { showUsage: true });
     }
     const { config } = cliContext(values);
     // A connect timeout (an address that accepts TCP and never answers fails in seconds), but no statement timeout:

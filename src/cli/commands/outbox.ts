@@ -17,15 +17,21 @@ const USAGE = `Usage: exactly-once outbox <list|retry> [options] [--config FILE]
 
 export const outboxCommand: Command = {
   name: 'outbox',
+  usage: USAGE,
   async run(argv) {
     const [action, ...rest] = argv;
-    if (action === undefined || action === '--help' || action === '-h') {
+    if (action === '--help' || action === '-h') {
       console.log(USAGE);
-      return action === undefined ? 2 : 0;
+      return 0;
+    }
+    if (action === undefined) {
+      // A usage error like any other: on stderr, so `outbox > file` never writes the usage into the file.
+      console.error(USAGE);
+      return 2;
     }
     if (action === 'list') return list(rest);
     if (action === 'retry') return retry(rest);
-    throw new UsageError(`unknown outbox action "${action}"\n\n${USAGE}`);
+    throw new UsageError(`unknown outbox action "${action}"`, { showUsage: true });
   },
 };
 
@@ -83,7 +89,11 @@ async function retry(argv: string[]): Promise<number> {
     return 0;
   }
   const all = values['all-failed'] === true;
-  if (all === positionals.length > 0) throw new UsageError(`give event ids or --all-failed, not both\n\n${USAGE}`);
+  if (!all && positionals.length === 0) {
+    throw new UsageError('give the ids of the events to replay, or --all-failed', { showUsage: true });
+  }
+  if (all && positionals.length > 0)
+    throw new UsageError('give event ids or --all-failed, not both', { showUsage: true });
   const ctx = operatorContext(values);
   try {
     const result = await ctx

@@ -1,8 +1,10 @@
 import type pg from 'pg';
 import { type OperationsHandle, startOperations } from '../../admin/start-operations.js';
 import { parseDuration } from '../../config/duration.js';
+import type { Config } from '../../config/load-config.js';
 import { postgresUses } from '../../config/postgres-use.js';
-import { createPool, poolTimeouts } from '../../db/pool.js';
+import { redisUses } from '../../config/redis-use.js';
+import { createPool, poolTimeouts, postgresTarget } from '../../db/pool.js';
 import { FeatureDisabledError } from '../../errors.js';
 import { Manager, type OutboxRelay } from '../../manager.js';
 import { Metrics } from '../../metrics/metrics.js';
@@ -26,7 +28,8 @@ flight and exits 0. Run as many as you like, on any machines.
 
 On the same port it serves the admin API (/api/v1/exactly-once/*), /metrics, /healthz and /readyz,
 and it takes part in the cluster-wide cleanup schedule (a Postgres timetable: one replica runs each tick).
-With outbox.storage_type: redis and no idempotency keys in Postgres, it never connects to Postgres.
+With outbox.storage_type: redis and no idempotency keys in Postgres, it never connects to Postgres; with
+outbox.publisher: pg-boss and no idempotency keys or cache in Redis, it never connects to Redis.
 
   --concurrency N   claim loops in this process, 1..${MAX_CONCURRENCY} (outbox.concurrency)
   --port N          admin/metrics port, 0..65535 (admin.port, default 8080; 0 picks a free one)
@@ -52,6 +55,7 @@ interface RelayFlags {
 
 export const relayCommand: Command = {
   name: 'relay',
+  usage: USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, {
       concurrency: { type: 'string' },
@@ -75,10 +79,29 @@ export const relayCommand: Command = {
     // Nothing of this config in Postgres (the outbox and idempotency keys in Redis): no check, budget or timetable
     // there. The pools below are still created, but a pg pool connects only when queried, and nothing queries them.
     const usesPostgres = postgresUses(config).length > 0;
+    // Likewise Redis: a relay that publishes to pg-boss, with no idempotency keys or cache in Redis, never connects.
+    const usesRedis = redisUses(config).length > 0;
+    logger.info(
+      {
+        config: ctx.file ?? null,
+        database: usesPostgres ? postgresTarget(config.database.url) : 'not used',
+        redis: usesRedis ? redisConfigTarget(config.redis) : 'not used',
+        outboxStorage: config.outbox.storageType,
+        publisher: config.outbox.publisher,
+        concurrency,
+      },
+      'relay starting',
+    );
     if (!usesPostgres) {
       logger.info(
         { outboxStorage: config.outbox.storageType, idempotencyStorage: config.idempotency.storage.type },
         'Postgres is not used: the outbox is in Redis and no idempotency keys are in Postgres',
+      );
+    }
+    if (!usesRedis) {
+      logger.info(
+        { publisher: config.outbox.publisher, idempotencyStorage: config.idempotency.storage.type },
+        'Redis is not used: events go to pg-boss and no idempotency keys or cache are in Redis',
       );
     }
 
@@ -96,15 +119,22 @@ export const relayCommand: Command = {
       statementTimeoutMs: Math.min(ADMIN_POOL.statementTimeoutMs, config.database.statementTimeout),
       application_name: 'exactly-once admin',
     });
-    const redis = createRedisClient(config.redis, ctx.logger);
+    // Created only when used: an ioredis client connects (and logs its failures) as soon as it exists.
+    const redis = usesRedis ? createRedisClient(config.redis, ctx.logger) : undefined;
     let manager: Manager | undefined;
     let relay: OutboxRelay | undefined;
     let ops: OperationsHandle | undefined;
+    // One stop, whoever asks first (a signal, then the release below): the relay is stopped, and says so, once.
+    let stopping: Promise<void> | undefined;
+    const stopRelay = (r: OutboxRelay) => {
+      stopping ??= r.stop();
+      return stopping;
+    };
     const release = async () => {
-      await relay?.stop().catch((err) => logger.warn({ err }, 'error while stopping'));
+      if (relay) await stopRelay(relay).catch((err) => logger.warn({ err }, 'error while stopping'));
       await ops?.close().catch((err) => logger.warn({ err }, 'error while closing the admin server'));
       await manager?.close();
-      redis.disconnect();
+      redis?.disconnect();
       await Promise.allSettled([pool.end(), adminPool.end()]);
     };
 
@@ -129,8 +159,7 @@ export const relayCommand: Command = {
           process.exit(1);
         }, SHUTDOWN_GRACE_MS);
         force.unref();
-        relay
-          .stop()
+        stopRelay(relay)
           .then(() => resolve(0))
           .catch((err) => {
             logger.error({ err }, 'error while stopping');
@@ -144,9 +173,8 @@ export const relayCommand: Command = {
     try {
       await waitForServices(
         usesPostgres ? config.database.url : undefined,
-        redisConfigTarget(config.redis),
-        redis,
-        config.database.connectTimeout,
+        redis ? { client: redis, target: redisConfigTarget(config.redis) } : undefined,
+        config,
         {
           waitMs: flags.waitMs,
           logger,
@@ -167,19 +195,25 @@ export const relayCommand: Command = {
             pool: adminPool,
             logger: ctx.logger,
             // The Redis outbox's backlog lives in Redis (src/outbox/redis/); the gauges read it there.
-            ...(config.outbox.storageType === 'redis'
+            ...(redis && config.outbox.storageType === 'redis'
               ? { backlog: () => new RedisOutboxInspector(redis, config.outbox).backlog() }
               : {}),
           })
         : undefined;
-      if (config.outbox.storageType === 'redis') await refuseEvictingRedis(redis);
+      if (redis && config.outbox.storageType === 'redis') await refuseEvictingRedis(redis);
+      // Warn only of what the config keeps in Redis (G1): jobs the relay pushes there, a Redis outbox, Redis keys.
       const durability = redisDurabilityWarning(config);
-      if (durability !== undefined) {
+      if (redis && durability !== undefined) {
         await reportRedisPersistence(redis, config.redis.url, logger, durability, (target, durable) =>
           metrics?.redisPersistence(target, durable),
         );
       }
-      manager = new Manager(config, { pool, redis, logger: ctx.logger, ...(metrics ? { metrics } : {}) });
+      manager = new Manager(config, {
+        pool,
+        ...(redis ? { redis } : {}),
+        logger: ctx.logger,
+        ...(metrics ? { metrics } : {}),
+      });
       // The crash switch of the crash tests (EXACTLY_ONCE_TEST_FAULT): read here, never inside the library.
       const testFault = TestFault.fromEnv(process.env, logger);
       const created = manager.createOutboxRelay(testFault ? { testFault } : {});
@@ -211,12 +245,11 @@ export const relayCommand: Command = {
 
 class StartAborted extends Error {}
 
-/** Both services at once (Postgres only when used), one deadline; the first to give up stops the other wait. */
+/** Both services at once (each only when used), one deadline; the first to give up stops the other wait. */
 async function waitForServices(
   databaseUrl: string | undefined,
-  redisTarget: string,
-  redis: RedisClient,
-  connectTimeoutMs: number,
+  redis: { client: RedisClient; target: string } | undefined,
+  config: Config,
   options: { waitMs: number; logger: ReturnType<typeof cliContext>['logger']; signal: AbortSignal },
 ): Promise<void> {
   const inner = new AbortController();
@@ -228,8 +261,14 @@ async function waitForServices(
       [
         databaseUrl === undefined
           ? Promise.resolve()
-          : waitForPostgres(databaseUrl, connectTimeoutMs, { ...wait, signal: inner.signal }),
-        waitForRedis(redis, redisTarget, { ...wait, signal: inner.signal }),
+          : waitForPostgres(databaseUrl, config.database.connectTimeout, { ...wait, signal: inner.signal }),
+        redis === undefined
+          ? Promise.resolve()
+          : waitForRedis(redis.client, redis.target, {
+              ...wait,
+              signal: inner.signal,
+              attemptMs: config.redis.connectTimeout,
+            }),
       ].map((p) =>
         p.catch((err: unknown) => {
           inner.abort(err);

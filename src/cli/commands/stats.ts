@@ -14,6 +14,7 @@ tenant-less keys only), and the outbox backlog.
 
 export const statsCommand: Command = {
   name: 'stats',
+  usage: USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, {
       queue: { type: 'string', short: 'q' },
@@ -25,7 +26,7 @@ export const statsCommand: Command = {
       return 0;
     }
     const queue = values.queue;
-    if (typeof queue !== 'string' || queue === '') throw new UsageError(`--queue is required\n\n${USAGE}`);
+    if (typeof queue !== 'string' || queue === '') throw new UsageError('--queue is required', { showUsage: true });
     const tenant = typeof values.tenant === 'string' ? values.tenant : undefined;
     const ctx = operatorContext(values);
     try {
