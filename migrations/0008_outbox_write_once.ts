@@ -25,7 +25,7 @@ import { type Kysely, sql } from 'kysely';
  *   touches it and history can be truncated without it.
  * - `exactly_once_outbox_traffic`: events written per minute and destination, per relay (the dashboard's rates).
  * - `exactly_once_outbox` becomes a view with the old table's columns, status derived from the cursors: reads keep
- *   working, and an INSERT into it writes an event (plain-SQL producers).
+ *   working, and an INSERT into it writes an event (plain-SQL producers), or, for imports, history or a parked event.
  */
 // biome-ignore lint/suspicious/noExplicitAny: migrations must not depend on the app's schema type
 export async function up(db: Kysely<any>): Promise<void> {
@@ -180,7 +180,8 @@ async function createView(db: Kysely<any>): Promise<void> {
          ORDER BY lane, b DESC
       )
       SELECT p.id, p.seq, p.aggregate_type, p.aggregate_id, p.event_type, p.payload, p.headers, p.metadata,
-             p.tenant_id, p.queue, p.status, p.retry_count, p.max_retries, p.next_attempt_at, p.last_error,
+             p.tenant_id, p.queue, p.status, p.retry_count, p.max_retries,
+             GREATEST(p.next_attempt_at, p.created_at) AS next_attempt_at, p.last_error,
              p.created_at, NULL::timestamptz AS published_at
         FROM exactly_once_outbox_parked p
       UNION ALL
@@ -195,21 +196,38 @@ async function createView(db: Kysely<any>): Promise<void> {
        WHERE NOT EXISTS (SELECT 1 FROM exactly_once_outbox_parked p WHERE p.seq = e.seq)`.execute(db);
   await sql`
     CREATE FUNCTION exactly_once_outbox_view_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+    -- A row inserted into the view lands where an event in that state lives: pending, an event no relay has read;
+    -- published, history every relay has passed (transaction id 3, older than every snapshot); failed, or pending
+    -- with retries behind it, a parked event. (Plain-SQL producers insert pending events; the rest is for imports.)
     BEGIN
-      IF NEW.status IS NOT NULL AND NEW.status <> 'pending' THEN
-        RAISE EXCEPTION 'only pending events can be inserted into exactly_once_outbox (status %)', NEW.status
+      IF COALESCE(NEW.status, 'pending') NOT IN ('pending', 'published', 'failed') THEN
+        RAISE EXCEPTION 'exactly_once_outbox: status must be pending, published or failed (got %)', NEW.status
           USING ERRCODE = 'check_violation';
       END IF;
-      INSERT INTO exactly_once_outbox_events
-        (id, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue, max_retries,
-         created_at)
-      VALUES (COALESCE(NEW.id, gen_random_uuid()), COALESCE(NEW.aggregate_type, ''), NEW.aggregate_id,
-              NEW.event_type, NEW.payload, COALESCE(NEW.headers, '{}'), COALESCE(NEW.metadata, '{}'),
-              COALESCE(NEW.tenant_id, ''), NEW.queue, NEW.max_retries, COALESCE(NEW.created_at, now()))
-      RETURNING id, seq, created_at INTO NEW.id, NEW.seq, NEW.created_at;
-      NEW.status := 'pending';
-      NEW.retry_count := 0;
-      NEW.next_attempt_at := NEW.created_at;
+      IF NEW.status = 'failed' OR COALESCE(NEW.retry_count, 0) > 0 THEN
+        INSERT INTO exactly_once_outbox_parked
+          (id, seq, lane, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue,
+           max_retries, created_at, status, retry_count, next_attempt_at, last_error)
+        VALUES (COALESCE(NEW.id, gen_random_uuid()), nextval('exactly_once_outbox_events_seq'),
+                (hashtext(COALESCE(NEW.aggregate_type, '') || '/' || NEW.aggregate_id) & 15)::smallint,
+                COALESCE(NEW.aggregate_type, ''), NEW.aggregate_id, NEW.event_type, NEW.payload,
+                COALESCE(NEW.headers, '{}'), COALESCE(NEW.metadata, '{}'), COALESCE(NEW.tenant_id, ''), NEW.queue,
+                NEW.max_retries, COALESCE(NEW.created_at, now()), COALESCE(NEW.status, 'pending'),
+                COALESCE(NEW.retry_count, 0), COALESCE(NEW.next_attempt_at, now()), NEW.last_error)
+        RETURNING id, seq, created_at INTO NEW.id, NEW.seq, NEW.created_at;
+      ELSE
+        INSERT INTO exactly_once_outbox_events
+          (txid, id, aggregate_type, aggregate_id, event_type, payload, headers, metadata, tenant_id, queue,
+           max_retries, created_at)
+        VALUES (CASE WHEN NEW.status = 'published' THEN '3'::xid8 ELSE pg_current_xact_id() END,
+                COALESCE(NEW.id, gen_random_uuid()), COALESCE(NEW.aggregate_type, ''), NEW.aggregate_id,
+                NEW.event_type, NEW.payload, COALESCE(NEW.headers, '{}'), COALESCE(NEW.metadata, '{}'),
+                COALESCE(NEW.tenant_id, ''), NEW.queue, NEW.max_retries, COALESCE(NEW.created_at, now()))
+        RETURNING id, seq, created_at INTO NEW.id, NEW.seq, NEW.created_at;
+      END IF;
+      NEW.status := COALESCE(NEW.status, 'pending');
+      NEW.retry_count := COALESCE(NEW.retry_count, 0);
+      NEW.next_attempt_at := COALESCE(NEW.next_attempt_at, NEW.created_at);
       RETURN NEW;
     END
     $$`.execute(db);

@@ -6,7 +6,7 @@ import { toHttpError } from '../src/admin/http-errors.js';
 import { exactlyOnceAdmin } from '../src/admin/plugin.js';
 import { storeInOutboxStandalone } from '../src/outbox/writer.js';
 import { type AdminFixture, adminFixture } from './helpers/admin-fixture.js';
-import { outboxCounts, seedOutbox } from './helpers/outbox-rows.js';
+import { closeCurrentPartition, outboxCounts, seedOutbox } from './helpers/outbox-rows.js';
 import { freePort, waitFor } from './helpers/services.js';
 
 const API = '/api/v1/exactly-once';
@@ -304,11 +304,15 @@ describe('/outbox', () => {
 });
 
 describe('POST /cleanup', () => {
-  test('type=outbox deletes old published/failed rows only; type=idempotency removes expired keys', async () => {
+  test('type=outbox drops old published history and old failed events only; type=idempotency removes expired keys', async () => {
     await fx.db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
+    // History in a partition that closed 8 days ago (cleanup_after: 7 days), the rest after it.
     await seedOutbox(fx.db.pool, [
       { status: 'published', ageMs: 8 * DAY },
       { status: 'failed', ageMs: 8 * DAY },
+    ]);
+    await closeCurrentPartition(fx.db.pool, 9 * DAY, 8 * DAY);
+    await seedOutbox(fx.db.pool, [
       { status: 'pending', ageMs: 8 * DAY },
       { status: 'published', ageMs: 0 },
     ]);

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { configFromObject } from '../src/config/load-config.js';
 import { IdempotencyService } from '../src/idempotency/index.js';
 import { type CliResult, runCli, showCli as show } from './helpers/cli-process.js';
-import { outboxCounts, seedOutbox } from './helpers/outbox-rows.js';
+import { closeCurrentPartition, outboxCounts, seedOutbox } from './helpers/outbox-rows.js';
 import {
   createTestDatabase,
   deleteRedisPrefix,
@@ -45,12 +45,17 @@ before(async () => {
     await service.processWithIdempotency(service.generateIdempotencyKey('cli-q', '', job), async () => job);
   }
   await service.close();
-  ids = await seedOutbox(db.pool, [
-    { status: 'failed', lastError: 'WRONGTYPE Operation against a key holding the wrong kind of value' },
-    { status: 'pending' },
-    { status: 'failed' },
-    { status: 'published', ageMs: 8 * DAY },
-  ]);
+  // The published event is history of a partition that closed 8 days ago (cleanup_after: 7 days by default).
+  const [history] = await seedOutbox(db.pool, [{ status: 'published', ageMs: 8 * DAY }]);
+  await closeCurrentPartition(db.pool, 9 * DAY, 8 * DAY);
+  ids = [
+    ...(await seedOutbox(db.pool, [
+      { status: 'failed', lastError: 'WRONGTYPE Operation against a key holding the wrong kind of value' },
+      { status: 'pending' },
+      { status: 'failed' },
+    ])),
+    history as string,
+  ];
 });
 after(async () => {
   await deleteRedisPrefix(redis, prefix);

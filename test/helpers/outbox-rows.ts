@@ -20,7 +20,7 @@ export async function seedOutbox(pool: pg.Pool, rows: readonly SeedRow[]): Promi
   for (const [i, r] of rows.entries()) {
     const status = r.status ?? 'pending';
     const retryCount = r.retryCount ?? (status === 'failed' ? 5 : 0);
-    const params = [r.aggregateId ?? `agg-${i}`, i, r.ageMs ?? 0];
+    const params = [r.aggregateId ?? `agg-${i}`, i + 1, r.ageMs ?? 0];
     const event = (txid: string) =>
       pool.query<{ id: string }>(
         `INSERT INTO exactly_once_outbox_events (${txid ? 'txid, ' : ''}aggregate_id, event_type, payload, created_at)
@@ -57,4 +57,22 @@ export async function outboxCounts(pool: pg.Pool): Promise<Record<'pending' | 'p
   const out = { pending: 0, published: 0, failed: 0 };
   for (const r of rows) out[r.status as keyof typeof out] = r.n;
   return out;
+}
+
+/**
+ * Retention setup: close the ring's current partition as if it had opened `openedAgoMs` and closed `closedAgoMs` ago,
+ * and make the next one current (as `exactly_once_outbox_rotate` does, back-dated). Events written after this go to
+ * the new partition.
+ */
+export async function closeCurrentPartition(pool: pg.Pool, openedAgoMs: number, closedAgoMs: number): Promise<void> {
+  await pool.query(
+    `WITH m AS (SELECT current_part AS cur, (current_part + 1) % parts AS nxt FROM exactly_once_outbox_meta),
+          closed AS (UPDATE exactly_once_outbox_parts p
+                        SET opened_at = now() - make_interval(secs => $1::float8 / 1000),
+                            closed_at = now() - make_interval(secs => $2::float8 / 1000)
+                       FROM m WHERE p.part = m.cur),
+          opened AS (UPDATE exactly_once_outbox_parts p SET opened_at = now(), closed_at = NULL FROM m WHERE p.part = m.nxt)
+     UPDATE exactly_once_outbox_meta SET current_part = (SELECT nxt FROM m)`,
+    [openedAgoMs, closedAgoMs],
+  );
 }

@@ -107,11 +107,14 @@ export interface OutboxRow extends Record<string, unknown> {
   created_at: Date;
 }
 
-/** The columns of `OutboxRow` from a parked row `p`. */
+/**
+ * The columns of `OutboxRow` from a parked row `p`. An event waiting behind its aggregate's head has no schedule of its
+ * own (`-infinity`): it shows its creation time.
+ */
 export const PARKED_COLUMNS = (p: string) =>
   `${p}.id, ${p}.seq, ${p}.aggregate_type, ${p}.aggregate_id, ${p}.event_type, ${p}.payload, ${p}.headers,
    ${p}.metadata, ${p}.tenant_id, ${p}.queue, ${p}.status, ${p}.retry_count, ${p}.max_retries,
-   ${p}.next_attempt_at, ${p}.last_error, ${p}.created_at`;
+   GREATEST(${p}.next_attempt_at, ${p}.created_at) AS next_attempt_at, ${p}.last_error, ${p}.created_at`;
 
 /** The columns of `OutboxRow` from an events row `e` under its lane's cursor `c`. */
 export const EVENT_COLUMNS = (e: string, c: string) =>

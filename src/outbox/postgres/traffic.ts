@@ -22,6 +22,7 @@ export class TrafficCounter {
   /** `${minute ms}\u0000${destination}` -> count not yet written */
   #pending = new Map<string, number>();
   #lastFlush = 0;
+  #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
 
   constructor(pool: pg.Pool, relayId: string, rule: DestinationRule, log: Logger) {
@@ -41,6 +42,11 @@ export class TrafficCounter {
       this.#pending.set(key, (this.#pending.get(key) ?? 0) + 1);
     }
     if (now - this.#lastFlush >= FLUSH_EVERY_MS) this.#flush(now);
+    else if (!this.#timer) {
+      // Counts of a quiet spell are written too, not only when the next batch comes.
+      this.#timer = setTimeout(() => this.#flush(Date.now()), this.#lastFlush + FLUSH_EVERY_MS - now);
+      this.#timer.unref();
+    }
   }
 
   /** Write whatever is counted and not written yet. */
@@ -50,6 +56,8 @@ export class TrafficCounter {
   }
 
   #flush(now: number): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#lastFlush = now;
     if (this.#pending.size === 0) return;
     const rows = [...this.#pending].map(([key, n]) => {
