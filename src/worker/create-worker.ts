@@ -1,7 +1,7 @@
 import type { Transaction } from 'kysely';
 import type pg from 'pg';
 import { type Config, loadConfig } from '../config/load-config.js';
-import { ServiceUnreachableError } from '../errors.js';
+import { ServiceUnreachableError, WorkerHandlerError } from '../errors.js';
 import {
   type IdempotencyKey,
   type IdempotencyMetrics,
@@ -103,7 +103,7 @@ export type WorkerOptions = (ListWorkerOptions | StreamWorkerOptions) & JobHandl
  */
 export function createWorker(options: WorkerOptions): Worker {
   if (typeof options.process !== 'function' && typeof options.processInTransaction !== 'function') {
-    throw new TypeError(
+    throw new WorkerHandlerError(
       'createWorker needs a handler: process(job, context) or processInTransaction(job, trx, context)',
     );
   }
