@@ -89,6 +89,7 @@ export class Worker {
   #slotFreed: (() => void) | undefined;
   #fetching: Promise<void> | undefined;
   #beat: NodeJS.Timeout | undefined;
+  #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
 
   constructor(runtime: WorkerRuntime) {
@@ -105,8 +106,13 @@ export class Worker {
   }
 
   /** Heartbeat first, then the return address (a reaper must never see the address of a worker with no heartbeat). */
-  async start(): Promise<void> {
-    if (this.#state !== 'new') throw new Error(`worker ${this.id} was already started`);
+  start(): Promise<void> {
+    if (this.#starting) throw new Error(`worker ${this.id} was already started`);
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     await this.#rt.ready();
     await this.#heartbeat();
     await this.#rt.source.open();
@@ -123,9 +129,15 @@ export class Worker {
     );
   }
 
-  /** Graceful drain (see the states above). Safe to call twice; resolves once everything is released. */
+  /**
+   * Graceful drain (see the states above). Safe to call twice, and during `start()` (it drains once the start has
+   * finished, so a worker stopped while starting leaves nothing behind either); resolves once everything is released.
+   */
   stop(): Promise<void> {
-    this.#stopping ??= this.#drain();
+    this.#stopping ??= (async () => {
+      await this.#starting?.catch(() => {});
+      await this.#drain();
+    })();
     return this.#stopping;
   }
 

@@ -66,28 +66,9 @@ export const workerCommand: Command = {
 
     const { config, logger: root } = cliContext(values);
     const logger = root.child({ component: 'cli' });
-    const handler = await loadHandler(moduleFile);
-    const redis = createRedisClient(config.redis, root);
-    const wait = { deadline: Date.now() + waitMs, waitMs, logger };
-    try {
-      await waitForRedis(redis, redisConfigTarget(config.redis), wait);
-      if (config.idempotency.storage.type === 'database') {
-        await waitForPostgres(config.database.url, config.database.connectTimeout, wait);
-      }
-    } catch (err) {
-      redis.disconnect();
-      throw err;
-    }
-    const metrics = config.metrics.enabled ? new Metrics({ config: config.metrics, logger: root }) : undefined;
-    const stream = text('stream');
-    const group = text('group');
-    const worker: Worker = createWorker({
-      ...{ config, redis, logger: root, ...(metrics ? { metrics } : {}) },
-      ...(concurrency === undefined ? {} : { concurrency }),
-      ...(stream === undefined ? { queue: text('queue') } : { stream, ...(group ? { group } : {}) }),
-      ...handler,
-    } as Parameters<typeof createWorker>[0]);
-    let http: WorkerHttp | undefined;
+    // Signals are ours from here on: a SIGTERM while waiting for the services or starting still ends with exit 0.
+    let worker: Worker | undefined;
+    let early = false;
     const stopped = new Promise<number>((resolve) => {
       let signalled = false;
       const onSignal = (signal: NodeJS.Signals) => {
@@ -96,6 +77,11 @@ export const workerCommand: Command = {
           process.exit(1);
         }
         signalled = true;
+        if (!worker) {
+          early = true;
+          resolve(0);
+          return;
+        }
         logger.info({ signal }, 'shutting down: finishing the jobs in flight');
         setTimeout(() => {
           logger.error('shutdown took too long; exiting (the reaper returns what is left)');
@@ -112,17 +98,44 @@ export const workerCommand: Command = {
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
     });
+    const handler = await loadHandler(moduleFile);
+    const redis = createRedisClient(config.redis, root);
+    const wait = { deadline: Date.now() + waitMs, waitMs, logger };
     try {
-      await worker.start();
-      http = await serveWorkerHttp({ host: text('host') ?? config.admin.host, port, worker, redis, metrics });
-      logger.info({ url: http.url, workerId: worker.id }, 'worker running; /metrics, /healthz and /readyz listening');
+      await waitForRedis(redis, redisConfigTarget(config.redis), wait);
+      if (config.idempotency.storage.type === 'database') {
+        await waitForPostgres(config.database.url, config.database.connectTimeout, wait);
+      }
     } catch (err) {
-      await worker.stop();
+      redis.disconnect();
+      throw err;
+    }
+    if (early) {
+      redis.disconnect();
+      return 0;
+    }
+    const metrics = config.metrics.enabled ? new Metrics({ config: config.metrics, logger: root }) : undefined;
+    const stream = text('stream');
+    const group = text('group');
+    const created: Worker = createWorker({
+      ...{ config, redis, logger: root, ...(metrics ? { metrics } : {}) },
+      ...(concurrency === undefined ? {} : { concurrency }),
+      ...(stream === undefined ? { queue: text('queue') } : { stream, ...(group ? { group } : {}) }),
+      ...handler,
+    } as Parameters<typeof createWorker>[0]);
+    worker = created;
+    let http: WorkerHttp | undefined;
+    try {
+      await created.start();
+      http = await serveWorkerHttp({ host: text('host') ?? config.admin.host, port, worker: created, redis, metrics });
+      logger.info({ url: http.url, workerId: created.id }, 'worker running; /metrics, /healthz and /readyz listening');
+    } catch (err) {
+      await created.stop();
       redis.disconnect();
       throw err;
     }
     const code = await stopped;
-    await http.close();
+    await http?.close();
     redis.disconnect();
     return code;
   },
