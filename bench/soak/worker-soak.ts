@@ -11,7 +11,7 @@ import { sleep } from '../lib/stats.js';
 import { startWatchdog } from './watchdog.js';
 
 /**
- * `npm run soak -- --worker [--jobs 100000] [--workers 4] [--kill-gap 1s-3s] [--fail-rate 0.01] [--min-kills N]`:
+ * `npm run soak -- --worker [--jobs 100000] [--workers 4] [--kill-gap 1s-3s] [--fail-rate 0.01] [--rate N] [--min-kills N]`:
  * jobs in go-redis-work-queue's shape flow into the high and low lists (the backlog kept under 2,000, so they flow for
  * the whole run) while `--workers` `exactly-once worker` processes (the real CLI) apply each job's effect with
  * `processInTransaction`, and a killer SIGKILLs a random worker every `--kill-gap` and starts another in its place.
@@ -27,6 +27,10 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     'kill-gap': { type: 'string', default: '1s-3s' },
     'fail-rate': { type: 'string', default: '0.01' },
+    /** Jobs pushed per second (0: as fast as the workers take them, the backlog kept under 2,000). */
+    rate: { type: 'string', default: '0' },
+    /** Each attempt's work after its insert, ms (random up to this). */
+    'work-ms': { type: 'string', default: '4' },
     /** Fail below this many SIGKILLs. @defaultValue one per 2,000 jobs */
     'min-kills': { type: 'string' },
   },
@@ -38,6 +42,7 @@ if (gap.length !== 2 || gap.some((d) => d === undefined)) throw new Error('--kil
 const [gapMin, gapMax] = gap as [number, number];
 const minKills = values['min-kills'] === undefined ? Math.floor(JOBS / 2000) : Number(values['min-kills']);
 const BACKLOG = 2000;
+const RATE = Number(values.rate);
 const HEARTBEAT_TTL_MS = 2000;
 const REAPER_MS = 1000;
 const BIN = new URL('../../bin/exactly-once.js', import.meta.url).pathname;
@@ -83,7 +88,7 @@ writeFileSync(
 export default {
   async processInTransaction(job, trx) {
     await trx.insertInto('soak_worker_effects').values({ job_id: job.id, pid: process.pid }).execute();
-    await new Promise((r) => setTimeout(r, Math.random() * 4));
+    await new Promise((r) => setTimeout(r, Math.random() * ${Number(values['work-ms'])}));
     if (Math.random() < ${Number(values['fail-rate'])}) {
       appendFileSync(${JSON.stringify(dir)} + '/failed-' + process.pid, 'x');
       throw new Error('induced failure');
@@ -107,10 +112,13 @@ function startWorker(): ChildProcess {
 let aborted = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => (aborted = true));
 
-async function runningPids(): Promise<Set<number>> {
+/** Worker ids by pid, of the workers whose heartbeat is in Redis (past start-up). */
+async function runningPids(): Promise<Map<number, string>> {
   const [, keys] = await redis.scan('0', 'MATCH', `${prefix}processing:worker:*`, 'COUNT', 10_000);
   const beats = keys.length > 0 ? await redis.mget(keys) : [];
-  return new Set(beats.filter((b) => b !== null).map((b) => JSON.parse(b as string).pid as number));
+  const out = new Map<number, string>();
+  for (const b of beats) if (b !== null) out.set(JSON.parse(b).pid as number, JSON.parse(b).id as string);
+  return out;
 }
 async function effects(): Promise<{ rows: number; distinct: number }> {
   const { rows } = await db.pool.query('SELECT count(*) AS r, count(DISTINCT job_id) AS d FROM soak_worker_effects');
@@ -133,7 +141,8 @@ const producing = (async () => {
       await sleep(20);
       continue;
     }
-    const n = Math.min(500, JOBS - pushed);
+    const n = Math.min(RATE > 0 ? Math.max(1, Math.round(RATE / 10)) : 500, JOBS - pushed);
+    if (RATE > 0) await sleep(100);
     const pipeline = redis.pipeline();
     for (let i = 0; i < n; i++, pushed++) {
       const priority = pushed % 5 === 0 ? 'high' : 'low';
@@ -144,18 +153,20 @@ const producing = (async () => {
 })();
 
 let kills = 0;
-let landedMidFlow = 0;
+let landedMidJob = 0;
 while (!aborted && (await effects()).distinct < JOBS) {
   await sleep(gapMin + Math.random() * (gapMax - gapMin));
+  // The survivors' heartbeats only: a worker SIGKILLed just before the end keeps its own until heartbeat_ttl.
   const running = await runningPids();
   const candidates = workers.filter((w) => running.has(w.pid as number));
   if (candidates.length === 0) continue;
   const victim = candidates[Math.floor(Math.random() * candidates.length)] as ChildProcess;
-  const waiting = (await redis.llen(low)) + (await redis.llen(high));
+  // Mid-job: the victim holds jobs in its processing list as it dies.
+  const holding = await redis.llen(`${prefix}worker:${running.get(victim.pid as number)}:processing`);
   victim.kill('SIGKILL');
   await exits.get(victim);
   kills++;
-  if (waiting > 0) landedMidFlow++;
+  if (holding > 0) landedMidJob++;
   workers[workers.indexOf(victim)] = startWorker();
   if (kills % 10 === 0) log(`${kills} kills; ${(await effects()).distinct} of ${JOBS} effects`);
 }
@@ -186,12 +197,13 @@ while (Date.now() < upDeadline) {
 }
 for (const w of workers) w.kill('SIGTERM');
 const codes = await Promise.all(workers.map((w) => exits.get(w)));
-const running = await runningPids();
+// The survivors' heartbeats only: a worker SIGKILLed just before the end keeps its own until heartbeat_ttl.
+const survivorsBeating = [...(await runningPids()).keys()].filter((pid) => workers.some((w) => w.pid === pid));
 
-console.log(`jobs ${JOBS}, worker processes ${WORKERS}, SIGKILLs ${kills} (${landedMidFlow} with jobs waiting)`);
+console.log(`jobs ${JOBS}, worker processes ${WORKERS}, SIGKILLs ${kills} (${landedMidJob} holding jobs)`);
 console.log(`induced handler failures (retried) ${induced}; dead-lettered ${dead}; left in the queues ${left}`);
 console.log(`flow ${flowSeconds.toFixed(1)} s, ${Math.round(JOBS / flowSeconds)} jobs/s with the kills`);
-console.log(`survivors' exit codes on SIGTERM: ${codes.join(',')}; heartbeats left ${running.size}`);
+console.log(`survivors' exit codes on SIGTERM: ${codes.join(',')}; heartbeats left ${survivorsBeating.length}`);
 console.log(
   `lost ${JOBS - e.distinct}, duplicated ${duplicated}, stuck in processing lists ${stuck.jobs} (lists ${stuck.lists})`,
 );
@@ -201,7 +213,7 @@ if (e.distinct !== JOBS || e.rows !== JOBS || duplicated !== 0) failures.push('e
 if (stuck.lists !== 0) failures.push('processing lists left after the reaper interval');
 if (dead !== 0 || left !== 0) failures.push('jobs dead-lettered or left');
 if (kills < minKills) failures.push(`only ${kills} kills (--min-kills ${minKills})`);
-if (codes.some((c) => c !== 0) || running.size !== 0) failures.push('a survivor did not stop cleanly');
+if (codes.some((c) => c !== 0) || survivorsBeating.length !== 0) failures.push('a survivor did not stop cleanly');
 if (aborted) failures.push('aborted');
 
 let cursor = '0';
