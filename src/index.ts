@@ -14,6 +14,7 @@ export {
   AdminUnauthorizedError,
   CircuitOpenError,
   ConfigError,
+  DeadLetterNotFoundError,
   ExactlyOnceError,
   FeatureDisabledError,
   IdempotencyHookAbortedError,
@@ -38,6 +39,7 @@ export {
   PublishUnavailableError,
   ServiceUnreachableError,
   UnsupportedExecutorError,
+  WorkerHandlerError,
 } from './errors.js';
 export type { IdempotencyKey } from './idempotency/keys.js';
 export { generateIdempotencyKey } from './idempotency/keys.js';

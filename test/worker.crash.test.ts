@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { writeConfigFile } from './helpers/relay-process.js';
 import { waitFor } from './helpers/services.js';
-import { relayJob, type WorkerEnv, workerEnv } from './helpers/worker-env.js';
+import { relayJob, scanKeys, type WorkerEnv, workerEnv } from './helpers/worker-env.js';
 import { spawnWorker, type WorkerProcess, writeEffectModule } from './helpers/worker-process.js';
 
 // `exactly-once worker` processes SIGKILLed at random in the middle of jobs, on lists and on a stream. Checked from the
@@ -37,7 +37,7 @@ async function effects(): Promise<{ rows: number; distinct: number; twice: strin
 
 /** The pids of the workers whose heartbeat is in Redis: they are past start-up and hold their signal handlers. */
 async function runningPids(): Promise<Set<number>> {
-  const [, keys] = await env.redis.scan('0', 'MATCH', `${env.keyPrefix}processing:worker:*`, 'COUNT', 10_000);
+  const keys = await scanKeys(env.redis, `${env.keyPrefix}processing:worker:*`);
   const values = keys.length > 0 ? await env.redis.mget(keys) : [];
   return new Set(values.filter((v) => v !== null).map((v) => JSON.parse(v as string).pid as number));
 }
@@ -100,7 +100,7 @@ test('list workers SIGKILLed mid-job: every effect once, no job left in a proces
   // The reaper's interval (500 ms) after the killed workers' heartbeats (2 s) lapsed: nothing stuck anywhere.
   await waitFor(
     async () => {
-      const [, lists] = await env.redis.scan('0', 'MATCH', `${env.keyPrefix}worker:*:processing`, 'COUNT', 10_000);
+      const lists = await scanKeys(env.redis, `${env.keyPrefix}worker:*:processing`);
       return lists.length === 0;
     },
     30_000,
@@ -113,7 +113,7 @@ test('list workers SIGKILLed mid-job: every effect once, no job left in a proces
   assert.equal(await env.redis.llen(env.high), 0);
   assert.equal(await env.redis.llen(env.deadLetter), 0);
   await stopAll(workers);
-  const [, beats] = await env.redis.scan('0', 'MATCH', `${env.keyPrefix}processing:worker:*`, 'COUNT', 10_000);
+  const beats = await scanKeys(env.redis, `${env.keyPrefix}processing:worker:*`);
   assert.deepEqual(beats, [], 'stopped workers delete their heartbeats; killed ones expired');
 });
 

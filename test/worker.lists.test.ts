@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createWorker } from '../src/entries/worker.js';
 import { waitFor } from './helpers/services.js';
-import { relayJob, type WorkerEnv, workerEnv } from './helpers/worker-env.js';
+import { relayJob, scanKeys, type WorkerEnv, workerEnv } from './helpers/worker-env.js';
 
 // The worker on go-redis-work-queue lists, in process: jobs the relay's shape are processed once each, high before
 // low, failures retried with backoff and then dead-lettered, a stop leaves nothing behind, and a redelivered job is
@@ -17,7 +17,7 @@ after(async () => {
 });
 
 const processingLists = async () => {
-  const [, keys] = await env.redis.scan('0', 'MATCH', `${env.keyPrefix}worker:*:processing`, 'COUNT', 10_000);
+  const keys = await scanKeys(env.redis, `${env.keyPrefix}worker:*:processing`);
   return keys;
 };
 

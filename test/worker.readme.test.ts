@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { writeConfigFile } from './helpers/relay-process.js';
 import { waitFor } from './helpers/services.js';
-import { relayJob, type WorkerEnv, workerEnv } from './helpers/worker-env.js';
+import { relayJob, scanKeys, type WorkerEnv, workerEnv } from './helpers/worker-env.js';
 
 // Every block of the README's "Workers" section, run as a user runs it: each TypeScript block as a program (or, for
 // `handler.ts`, as the module of the `sh` block's command), against this file's database and Redis prefix. Two
@@ -82,7 +82,7 @@ function run(args: string[]): Running {
 }
 
 async function heartbeats(): Promise<number> {
-  const [, keys] = await env.redis.scan('0', 'MATCH', `${env.keyPrefix}processing:worker:*`, 'COUNT', 10_000);
+  const keys = await scanKeys(env.redis, `${env.keyPrefix}processing:worker:*`);
   return keys.length;
 }
 
@@ -92,7 +92,7 @@ async function stopCleanly(p: Running): Promise<void> {
   p.child.kill('SIGTERM');
   assert.equal(await p.exited, 0, p.output());
   assert.equal(await heartbeats(), 0);
-  const [, lists] = await env.redis.scan('0', 'MATCH', `${env.keyPrefix}worker:*:processing`, 'COUNT', 10_000);
+  const lists = await scanKeys(env.redis, `${env.keyPrefix}worker:*:processing`);
   assert.deepEqual(lists, []);
 }
 

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { parseDuration } from '../../src/config/duration.js';
 import { createTestDatabase, REDIS_URL } from '../../test/helpers/services.js';
+import { scanKeys } from '../../test/helpers/worker-env.js';
 import { sleep } from '../lib/stats.js';
 import { startWatchdog } from './watchdog.js';
 
@@ -114,7 +115,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => (a
 
 /** Worker ids by pid, of the workers whose heartbeat is in Redis (past start-up). */
 async function runningPids(): Promise<Map<number, string>> {
-  const [, keys] = await redis.scan('0', 'MATCH', `${prefix}processing:worker:*`, 'COUNT', 10_000);
+  const keys = await scanKeys(redis, `${prefix}processing:worker:*`);
   const beats = keys.length > 0 ? await redis.mget(keys) : [];
   const out = new Map<number, string>();
   for (const b of beats) if (b !== null) out.set(JSON.parse(b).pid as number, JSON.parse(b).id as string);
@@ -125,7 +126,7 @@ async function effects(): Promise<{ rows: number; distinct: number }> {
   return { rows: Number(rows[0].r), distinct: Number(rows[0].d) };
 }
 async function processingLists(): Promise<{ lists: number; jobs: number }> {
-  const [, keys] = await redis.scan('0', 'MATCH', `${prefix}worker:*:processing`, 'COUNT', 100_000);
+  const keys = await scanKeys(redis, `${prefix}worker:*:processing`);
   let jobs = 0;
   for (const key of keys) jobs += await redis.llen(key);
   return { lists: keys.length, jobs };

@@ -3,6 +3,7 @@ import {
   AdminReadOnlyError,
   AdminUnauthorizedError,
   CircuitOpenError,
+  DeadLetterNotFoundError,
   ExactlyOnceError,
   FeatureDisabledError,
   IdempotencyKeyExistsError,
@@ -63,7 +64,11 @@ export function toHttpError(err: unknown, fieldNames: Record<string, string> = S
   if (err instanceof AdminReadOnlyError || err instanceof AdminForeignOriginError) {
     return fail(403, err.code, err.message);
   }
-  if (err instanceof IdempotencyKeyNotFoundError || err instanceof OutboxEventNotFoundError) {
+  if (
+    err instanceof IdempotencyKeyNotFoundError ||
+    err instanceof OutboxEventNotFoundError ||
+    err instanceof DeadLetterNotFoundError
+  ) {
     return fail(404, err.code, err.message);
   }
   if (err instanceof IdempotencyKeyExistsError) return fail(409, err.code, err.message);

@@ -103,7 +103,13 @@ export interface DeadLetter {
 }
 
 export function readDeadEntry(raw: string): DeadLetter {
-  const job = parseExact(raw) ?? {};
+  let job: Raw = {};
+  try {
+    const value = JSON.parse(raw) as unknown;
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) job = value as Raw;
+  } catch {
+    // Not JSON: shown with its text only.
+  }
   const text = (v: unknown) => (typeof v === 'string' ? v : v === undefined ? '' : String(v));
   return {
     raw,
@@ -115,6 +121,13 @@ export function readDeadEntry(raw: string): DeadLetter {
     priority: text(job.priority),
     retries: Number(text(job.retries)) || 0,
   };
+}
+
+/** A job text as stream entry fields: strings as they are, everything else (numbers exactly, objects) as JSON. */
+export function streamFields(text: string): string[] {
+  const job = parseExact(text);
+  if (!job) return ['invalid_payload', text];
+  return Object.entries(job).flatMap(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]);
 }
 
 /** The job to send again: the dead-letter fields removed, `retries` back to 0; a kept non-job text as it was. */

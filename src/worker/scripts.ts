@@ -9,6 +9,7 @@ const FILES = {
   reap: 'reap.lua',
   streamRetry: 'stream-retry-1.lua',
   streamDead: 'stream-dead-2.lua',
+  replayStream: 'replay-stream-2.lua',
 } as const;
 
 type ScriptName = keyof typeof FILES;
@@ -29,6 +30,7 @@ export interface WorkerScripts {
   ): Promise<number>;
   streamRetry(stream: string, group: string, entryId: string, fields: readonly string[]): Promise<string | null>;
   streamDead(stream: string, deadLetter: string, group: string, entryId: string, entry: string): Promise<number>;
+  replayStream(deadLetter: string, stream: string, entry: string, fields: readonly string[]): Promise<number>;
 }
 
 const SOURCES = new Map(
@@ -79,6 +81,8 @@ export function workerScripts(redis: RedisClient): WorkerScripts {
       (await run('streamRetry', stream, group, entryId, ...fields)) as string | null,
     streamDead: async (stream, deadLetter, group, entryId, entry) =>
       (await run('streamDead', stream, deadLetter, group, entryId, entry)) as number,
+    replayStream: async (deadLetter, stream, entry, fields) =>
+      (await run('replayStream', deadLetter, stream, entry, ...fields)) as number,
   };
 }
 

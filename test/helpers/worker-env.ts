@@ -85,3 +85,15 @@ export function relayJob(fields: { id?: string; priority?: 'high' | 'low'; paylo
     headers: {},
   });
 }
+
+/** Every key matching `pattern`: a whole SCAN (one page covers only part of a keyspace shared with other runs). */
+export async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
+  const out: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 5000);
+    cursor = next;
+    out.push(...keys);
+  } while (cursor !== '0');
+  return out;
+}
