@@ -158,3 +158,15 @@ test('a stop during a job waits for it and acknowledges it; a job waiting for it
   assert.deepEqual(await processingLists(), []);
   await env.redis.del(env.low);
 });
+
+test('a worker without a usable handler, or a transactional one without the Postgres store, is refused at creation', () => {
+  assert.throws(() => createWorker({ config: env.config() } as never), { code: 'EO_WORKER_HANDLER' });
+  assert.throws(
+    () =>
+      createWorker({
+        config: env.config({ idempotency: { storage: { type: 'redis' } } }),
+        processInTransaction: async () => {},
+      }),
+    { code: 'EO_IDEMPOTENCY_NO_TRANSACTION' },
+  );
+});

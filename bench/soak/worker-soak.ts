@@ -12,7 +12,7 @@ import { sleep } from '../lib/stats.js';
 import { startWatchdog } from './watchdog.js';
 
 /**
- * `npm run soak -- --worker [--jobs 100000] [--workers 4] [--kill-gap 1s-3s] [--fail-rate 0.01] [--rate N] [--min-kills N]`:
+ * `npm run soak -- --worker [--jobs 100000] [--workers 4] [--kill-gap 4s-10s] [--fail-rate 0.01] [--rate N] [--min-kills N]`:
  * jobs in go-redis-work-queue's shape flow into the high and low lists (the backlog kept under 2,000, so they flow for
  * the whole run) while `--workers` `exactly-once worker` processes (the real CLI) apply each job's effect with
  * `processInTransaction`, and a killer SIGKILLs a random worker every `--kill-gap` and starts another in its place.
@@ -26,13 +26,13 @@ const { values } = parseArgs({
     jobs: { type: 'string', default: '100000' },
     workers: { type: 'string', default: '4' },
     concurrency: { type: 'string', default: '16' },
-    'kill-gap': { type: 'string', default: '1s-3s' },
+    'kill-gap': { type: 'string', default: '4s-10s' },
     'fail-rate': { type: 'string', default: '0.01' },
     /** Jobs pushed per second (0: as fast as the workers take them, the backlog kept under 2,000). */
     rate: { type: 'string', default: '0' },
     /** Each attempt's work after its insert, ms (random up to this). */
     'work-ms': { type: 'string', default: '4' },
-    /** Fail below this many SIGKILLs. @defaultValue one per 2,000 jobs */
+    /** Fail below this many SIGKILLs. @defaultValue one per 4,000 jobs */
     'min-kills': { type: 'string' },
   },
 });
@@ -41,7 +41,7 @@ const WORKERS = Number(values.workers);
 const gap = values['kill-gap'].split('-').map((d) => parseDuration(d));
 if (gap.length !== 2 || gap.some((d) => d === undefined)) throw new Error('--kill-gap: expected e.g. 1s-3s');
 const [gapMin, gapMax] = gap as [number, number];
-const minKills = values['min-kills'] === undefined ? Math.floor(JOBS / 2000) : Number(values['min-kills']);
+const minKills = values['min-kills'] === undefined ? Math.floor(JOBS / 4000) : Number(values['min-kills']);
 const BACKLOG = 2000;
 const RATE = Number(values.rate);
 const HEARTBEAT_TTL_MS = 2000;

@@ -1,7 +1,7 @@
 import type { Transaction } from 'kysely';
 import type pg from 'pg';
 import { type Config, loadConfig } from '../config/load-config.js';
-import { ServiceUnreachableError, WorkerHandlerError } from '../errors.js';
+import { IdempotencyTransactionUnsupportedError, ServiceUnreachableError, WorkerHandlerError } from '../errors.js';
 import {
   type IdempotencyKey,
   type IdempotencyMetrics,
@@ -108,6 +108,10 @@ export function createWorker(options: WorkerOptions): Worker {
     );
   }
   const config = options.config ?? loadConfig();
+  // Said at creation rather than by every job on its way to the dead-letter list.
+  if (options.processInTransaction && !options.idempotency && config.idempotency.storage.type !== 'database') {
+    throw new IdempotencyTransactionUnsupportedError(config.idempotency.storage.type);
+  }
   const settings = config.worker;
   const logger = (options.logger ?? silentLogger).child({ component: 'worker' });
   const owned: (() => Promise<unknown>)[] = [];

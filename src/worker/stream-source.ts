@@ -55,6 +55,16 @@ export class StreamSource implements JobSource {
   }
 
   async take(max: number): Promise<Delivery[]> {
+    try {
+      return await this.#take(max);
+    } catch (err) {
+      // The stream (and its group) was deleted under us: create the group again, then let the worker retry.
+      if (String((err as Error).message).startsWith('NOGROUP')) await this.open();
+      throw err;
+    }
+  }
+
+  async #take(max: number): Promise<Delivery[]> {
     const { stream, group, consumer } = this.#o;
     // Abandoned entries first, looked for every half claim_idle (and page by page while a scan is under way).
     if (this.#claimCursor !== '0-0' || Date.now() >= this.#nextClaimAt) {
