@@ -17,6 +17,13 @@ export interface ReaperDeps {
 
 /** Jobs moved per script call: a dead worker's long list is returned in slices, never in one long script. */
 const SLICE = 500;
+/**
+ * Every this many passes (and on the first) the reaper also SCANs for processing lists, which finds Go workers'
+ * lists; the other passes visit only the Node workers in the registry. A SCAN walks the whole keyspace (with a
+ * database store's hot cache, one key per job), and every worker process runs a reaper: go-redis-work-queue's own
+ * reapers cover Go workers' lists every 5 s anyway.
+ */
+const SCAN_EVERY = 6;
 
 /**
  * Return a dead worker's jobs (go-redis-work-queue's reaper rule: its heartbeat is gone). Returns how many moved,
@@ -52,8 +59,8 @@ export interface ReaperOptions extends ReaperDeps {
 
 /**
  * The reaper loop every worker process runs (as every go-redis-work-queue worker process does): each `reaper_interval`,
- * find the processing lists (SCAN `<prefix>worker:*:processing`) and the registered Node workers, and return the jobs
- * of those without a heartbeat. A Node worker's jobs go back to the lists it consumed (its return address in
+ * visit the registered Node workers (and every sixth pass all processing lists, SCAN `<prefix>worker:*:processing`),
+ * and return the jobs of those without a heartbeat. A Node worker's jobs go back to the lists it consumed (its return address in
  * `<prefix>workers`); anyone else's go by `fallback`, as go-redis-work-queue's reaper sends them by its own config.
  */
 export class Reaper {
@@ -61,6 +68,7 @@ export class Reaper {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
+  #passes = 0;
 
   constructor(options: ReaperOptions) {
     this.#o = options;
@@ -79,7 +87,7 @@ export class Reaper {
   /** One pass; returns the jobs returned. Never throws: a failure is logged and the next pass tries again. */
   async runOnce(): Promise<number> {
     try {
-      const ids = await this.#candidates();
+      const ids = await this.#candidates(this.#passes++ % SCAN_EVERY === 0);
       let total = 0;
       for (const id of ids) {
         const address = await this.#addressOf(id);
@@ -105,12 +113,12 @@ export class Reaper {
     this.#timer.unref();
   }
 
-  async #candidates(): Promise<Set<string>> {
+  async #candidates(scan: boolean): Promise<Set<string>> {
     const ids = new Set<string>();
-    for (const node of mastersOf(this.#o.redis)) {
+    for (const node of scan ? mastersOf(this.#o.redis) : []) {
       let cursor = '0';
       do {
-        const [next, found] = await node.scan(cursor, 'MATCH', this.#o.keys.processingPattern, 'COUNT', 500);
+        const [next, found] = await node.scan(cursor, 'MATCH', this.#o.keys.processingPattern, 'COUNT', 1000);
         cursor = next;
         for (const key of found) {
           const id = this.#o.keys.workerOfProcessing(key);
