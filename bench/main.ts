@@ -9,6 +9,7 @@ import { machineInfo } from './lib/services.js';
 import { memoryBench } from './memory.js';
 import { producerBench } from './producer.js';
 import { scaleBench } from './scale.js';
+import { workerBench } from './worker.js';
 
 /**
  * `npm run bench`: every benchmark of issue 5, each figure beside a baseline measured in the same run. Prints a
@@ -55,6 +56,7 @@ await run('growth', () => growthBench(opts));
 await run('memory', () => memoryBench(opts));
 await run('scale', () => scaleBench(opts));
 await run('import', () => importCostBench(opts));
+await run('worker', () => workerBench(opts));
 
 const seconds = Math.round((performance.now() - started) / 1000);
 console.log(formatTable(rows));

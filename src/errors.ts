@@ -436,3 +436,26 @@ export class AdminPortInUseError extends ExactlyOnceError {
     this.port = port;
   }
 }
+
+/**
+ * A worker was given no usable handler: `createWorker` without `process` or `processInTransaction`, or an
+ * `exactly-once worker --module` file that cannot be loaded or exports neither. `module` names the file, if any.
+ */
+export class WorkerHandlerError extends ExactlyOnceError {
+  readonly module: string | undefined;
+
+  constructor(message: string, module?: string, options?: { cause?: unknown }) {
+    super('EO_WORKER_HANDLER', `${module ? `${module}: ` : ''}${message}`, options);
+    this.module = module;
+  }
+}
+
+/** A dead-letter entry an admin request names is not in the dead-letter list (replayed or removed meanwhile). */
+export class DeadLetterNotFoundError extends ExactlyOnceError {
+  readonly id: string;
+
+  constructor(id: string) {
+    super('EO_WORKER_DEAD_LETTER_NOT_FOUND', `no dead-letter entry of job "${id}"`);
+    this.id = id;
+  }
+}

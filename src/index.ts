@@ -20,6 +20,7 @@ export {
   AdminUnauthorizedError,
   CircuitOpenError,
   ConfigError,
+  DeadLetterNotFoundError,
   ExactlyOnceError,
   FeatureDisabledError,
   IdempotencyHookAbortedError,
@@ -45,6 +46,7 @@ export {
   RedisEvictionPolicyError,
   ServiceUnreachableError,
   UnsupportedExecutorError,
+  WorkerHandlerError,
 } from './errors.js';
 export type { IdempotencyKey } from './idempotency/keys.js';
 export { generateIdempotencyKey } from './idempotency/keys.js';

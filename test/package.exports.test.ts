@@ -107,7 +107,16 @@ async function importInChild(specifier: string): Promise<Loaded> {
 
 test('every "exports" entry points at an entry file and its types', () => {
   const subpaths = Object.keys(PKG.exports).filter((k) => k !== './package.json');
-  assert.deepEqual(subpaths, ['.', './relay', './idempotency', './manager', './admin', './metrics', './maintenance']);
+  assert.deepEqual(subpaths, [
+    '.',
+    './relay',
+    './idempotency',
+    './manager',
+    './admin',
+    './metrics',
+    './maintenance',
+    './worker',
+  ]);
   for (const key of subpaths) {
     const target = PKG.exports[key] as { types: string; default: string };
     assert.match(target.default, /^\.\/dist\/src\/.+\.js$/, key);
@@ -149,6 +158,7 @@ test('each subpath resolves by name, exports its API, and loads what it needs on
       loads: [],
       never: ['fastify', 'prom-client', 'ioredis'],
     },
+    worker: { has: ['createWorker'], loads: ['ioredis', 'pg', 'pino'], never: ['fastify', 'prom-client', 'pg-boss'] },
   };
   const results = await Promise.all(
     Object.keys(expected).map(async (sub) => [sub, await importInChild(`${PKG.name}/${sub}`)] as const),

@@ -57,6 +57,7 @@ export const ALL_BENCHES = [
   'memory',
   'scale',
   'import',
+  'worker',
 ] as const;
 
 export function parseBenchOptions(argv: string[]): BenchOptions {
@@ -85,7 +86,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     console.log(`Usage: npm run bench -- [--events N] [--aggregates N] [--workers 1,2,4] [--batch N] [--rate N]
          [--seconds N] [--poll-ms N] [--transactions N] [--checks N] [--history N] [--memory-keys N] [--memory-events N]
          [--held-rate N] [--held-seconds N]
-         [--only drain,held,freshness,producer,duplicate,growth,memory,scale,import]
+         [--only drain,held,freshness,producer,duplicate,growth,memory,scale,import,worker]
 Each flag also reads BENCH_<NAME> from the environment (BENCH_EVENTS=200000, BENCH_HISTORY=5000000, ...).`);
     process.exit(0);
   }

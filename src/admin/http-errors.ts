@@ -4,6 +4,7 @@ import {
   AdminReadOnlyError,
   AdminUnauthorizedError,
   CircuitOpenError,
+  DeadLetterNotFoundError,
   ExactlyOnceError,
   FeatureDisabledError,
   IdempotencyKeyExistsError,
@@ -68,7 +69,11 @@ export function toHttpError(err: unknown, fieldNames: Record<string, string> = S
   ) {
     return fail(403, err.code, err.message);
   }
-  if (err instanceof IdempotencyKeyNotFoundError || err instanceof OutboxEventNotFoundError) {
+  if (
+    err instanceof IdempotencyKeyNotFoundError ||
+    err instanceof OutboxEventNotFoundError ||
+    err instanceof DeadLetterNotFoundError
+  ) {
     return fail(404, err.code, err.message);
   }
   if (err instanceof IdempotencyKeyExistsError) return fail(409, err.code, err.message);

@@ -11,6 +11,7 @@ import { dashboardRoutes } from './routes/dashboard.js';
 import { idempotencyRoutes } from './routes/idempotency.js';
 import { operationRoutes, probeRoutes } from './routes/operations.js';
 import { outboxRoutes } from './routes/outbox.js';
+import { workerRoutes } from './routes/workers.js';
 
 /** Methods a client might try; each path answers the ones it does not serve with 405 and `Allow`. */
 const ALL_METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
@@ -96,6 +97,7 @@ export async function exactlyOnceAdmin(app: FastifyInstance, options: AdminOptio
     ...idempotencyRoutes(ctx),
     ...outboxRoutes(ctx),
     ...dashboardRoutes(ctx),
+    ...workerRoutes(ctx),
     ...operationRoutes(ctx),
     ...(options.probes === false ? [] : probeRoutes(ctx)),
   ];

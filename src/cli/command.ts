@@ -103,3 +103,13 @@ function editDistance(a: string, b: string): number {
   }
   return row[b.length] as number;
 }
+
+/** Digits only: `Number()` would take `''` as 0 (a random port), `1e3` as 1000 and `0x10` as 16. */
+export function intFlag(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d{1,6}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(n >= min && n <= max)) {
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(value)})`);
+  }
+  return n;
+}

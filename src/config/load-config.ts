@@ -28,7 +28,7 @@ export interface LoadConfigOptions {
   overrides?: Record<string, unknown>;
 }
 
-const SECTIONS = new Set(['idempotency', 'outbox', 'metrics', 'database', 'redis', 'admin']);
+const SECTIONS = new Set(['idempotency', 'outbox', 'metrics', 'database', 'redis', 'admin', 'worker']);
 
 /**
  * The defaults, with no file and no environment applied.
@@ -138,9 +138,23 @@ function resolve(tree: Record<string, unknown>, file: string | undefined): Confi
     throw new ConfigError('exactly_once.outbox.retry_backoff.max_delay', 'must be >= initial_delay', file);
   }
   checkAgreement(raw, file);
+  checkWorker(raw, file);
   if (raw.outbox.publisher === 'pg-boss') checkPgBoss(raw, file);
   checkCluster(raw, tree, file);
   return deepFreeze(camelize(raw)) as Config;
+}
+
+/** The worker's timings, which upstream go-redis-work-queue checks the same way. */
+function checkWorker(raw: RawConfig, file: string | undefined): void {
+  const w = raw.worker;
+  if (w.backoff.max < w.backoff.base) throw new ConfigError('exactly_once.worker.backoff.max', 'must be >= base', file);
+  if (w.block_timeout > w.heartbeat_ttl / 2) {
+    throw new ConfigError(
+      'exactly_once.worker.block_timeout',
+      `must be at most half of heartbeat_ttl (${formatDuration(w.heartbeat_ttl)}): go-redis-work-queue's rule, and a stopping worker waits for the pop in flight`,
+      file,
+    );
+  }
 }
 
 /**

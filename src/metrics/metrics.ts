@@ -7,7 +7,9 @@ import type { OutboxBacklog } from '../outbox/inspect.js';
 import { outboxBacklog } from '../outbox/postgres/inspect.js';
 import type { RelayMetrics } from '../outbox/relay-core.js';
 import { withTimeout } from '../timeout.js';
+import type { JobOutcome, WorkerMetrics } from '../worker/metrics.js';
 import { LabelLimiter } from './label-limiter.js';
+import { WorkerCounters } from './worker-metrics.js';
 
 export type MetricsConfig = Config['metrics'];
 
@@ -61,7 +63,7 @@ const COLLECT_TIMEOUT_MS = 2000;
  * const relay = startRelay({ ..., metrics });
  * res.type(metrics.contentType).send(await metrics.text());
  */
-export class Metrics implements RelayMetrics, IdempotencyMetrics {
+export class Metrics implements RelayMetrics, IdempotencyMetrics, WorkerMetrics {
   readonly registry: Registry;
   readonly #labels: LabelLimiter;
   readonly #pool: SqlExecutor | undefined;
@@ -96,6 +98,8 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   readonly maintenanceRuns: Counter<'type' | 'result'>;
   readonly maintenanceDeleted: Counter<'type'>;
   readonly redisPersistenceEnabled: Gauge<'redis'>;
+  /** The worker's (`exactly-once/worker`) jobs, reaped jobs and jobs in flight. */
+  readonly worker: WorkerCounters;
 
   constructor(options: MetricsOptions = {}) {
     const config = options.config;
@@ -236,6 +240,7 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
       labelNames: ['redis'],
       registers,
     });
+    this.worker = new WorkerCounters(this.registry, buckets, (queue) => this.#queue(queue));
   }
 
   /** Content-Type of `text()`, for the HTTP response. */
@@ -329,6 +334,20 @@ export class Metrics implements RelayMetrics, IdempotencyMetrics {
   /** The relay's start-up check of the destination Redis (see `checkRedisPersistence`). */
   redisPersistence(redis: string, durable: boolean): void {
     this.redisPersistenceEnabled.set({ redis }, durable ? 1 : 0);
+  }
+
+  // --- WorkerMetrics (src/worker/metrics.ts) ---
+
+  workerJob(queue: string, outcome: JobOutcome, seconds: number): void {
+    this.worker.workerJob(queue, outcome, seconds);
+  }
+
+  workerReaped(count: number): void {
+    this.worker.workerReaped(count);
+  }
+
+  workerInFlight(count: number): void {
+    this.worker.workerInFlight(count);
   }
 
   // --- maintenance ---

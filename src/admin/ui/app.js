@@ -7,6 +7,7 @@ import { renderHeld } from './screens/held.js';
 import { renderKeys } from './screens/keys.js';
 import { renderOverview } from './screens/overview.js';
 import { renderTables } from './screens/tables.js';
+import { renderWorkers } from './screens/workers.js';
 
 const SCREENS = {
   overview: { title: 'Overview', render: renderOverview },
@@ -15,6 +16,7 @@ const SCREENS = {
   dead: { title: 'Dead events', render: renderDead },
   keys: { title: 'Idempotency keys', render: renderKeys },
   tables: { title: 'Table health', render: renderTables },
+  workers: { title: 'Workers', render: renderWorkers },
 };
 
 const state = { readOnly: false, booted: false, storage: 'database' };

@@ -20,6 +20,11 @@ export const commands: CommandEntry[] = [
     load: async () => (await import('./relay.js')).relayCommand,
   },
   {
+    name: 'worker',
+    summary: 'consume the queues the relay fills, each job through your handler exactly once',
+    load: async () => (await import('./worker.js')).workerCommand,
+  },
+  {
     name: 'demo',
     summary: 'write orders and events, relay them, consume them idempotently, and show what flowed',
     load: async () => (await import('./demo.js')).demoCommand,

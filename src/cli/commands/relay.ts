@@ -13,7 +13,7 @@ import { refuseEvictingRedis } from '../../outbox/redis/eviction-policy.js';
 import { RedisOutboxInspector } from '../../outbox/redis/inspector.js';
 import { createRedisClient, type RedisClient, redisConfigTarget } from '../../redis.js';
 import { redisDurabilityWarning } from '../../redis-persistence.js';
-import { type Command, parseFlags, UsageError } from '../command.js';
+import { type Command, intFlag, parseFlags, UsageError } from '../command.js';
 import { cliContext } from '../context.js';
 import { checkConnectionBudget, reportRedisPersistence, waitForPostgres, waitForRedis } from '../relay-startup.js';
 
@@ -305,14 +305,4 @@ function relayFlags(values: Record<string, string | boolean | undefined>): Relay
     host,
     waitMs,
   };
-}
-
-/** Digits only: `Number()` would take `''` as 0 (a random port), `1e3` as 1000 and `0x10` as 16. */
-function intFlag(name: string, value: string | undefined, min: number, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = /^\d{1,6}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(n >= min && n <= max)) {
-    throw new UsageError(`--${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(value)})`);
-  }
-  return n;
 }
