@@ -41,14 +41,10 @@ export async function scaleBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
   const prefix = benchPrefix('scale');
   const n = opts.events;
   const rate = (seconds: number) => Math.round(n / seconds);
-  /** How long the slowest seed + vacuum took: the process runs give their seeding twice that before the events fall due. */
-  let seedMs = 0;
-  const reseed = async (status = 'pending') => {
-    const t = performance.now();
+  const reseed = async (status: 'pending' | 'published' = 'pending') => {
     await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     await seedPending(db.pool, n, opts.aggregates, status);
-    await db.pool.query('VACUUM ANALYZE exactly_once_outbox');
-    seedMs = Math.max(seedMs, performance.now() - t);
+    await db.pool.query('VACUUM ANALYZE exactly_once_outbox_events');
   };
   const cluster = await startTestCluster();
   try {
@@ -80,7 +76,7 @@ export async function scaleBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
     const processesPerSec: Record<number, number> = {};
     for (const count of PROCESSES) {
       await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
-      processesPerSec[count] = rate(await timeProcesses(db, prefix, count, n, opts.aggregates, 2 * seedMs + 2000));
+      processesPerSec[count] = rate(await timeProcesses(db, prefix, count, n, opts.aggregates));
       await deleteRedisPrefix(redis, prefix);
       opts.progress(`scale ${count} relay process(es): ${processesPerSec[count]}/s; ceiling ${sqlCeilingPerSec}/s`);
     }
@@ -105,9 +101,8 @@ export async function scaleBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
 
 /**
  * Seconds for `count` relay processes to publish `n` events. The relays start on an empty outbox (their start-up is
- * not what is measured); then the events are inserted due `dueInMs` later (vacuumed meanwhile, as the in-process
- * drains' tables are) and the clock starts when they fall due. No UPDATE makes them due: it would leave `n` dead row
- * versions in the claim's path, which the in-process figures do not have.
+ * not what is measured); a bench transaction holds every lane row, so their claims find nothing while the events are
+ * inserted and vacuumed, as the in-process drains' tables are. The clock starts when that transaction ends.
  */
 async function timeProcesses(
   db: BenchDatabase,
@@ -115,7 +110,6 @@ async function timeProcesses(
   count: number,
   n: number,
   aggregates: number,
-  dueInMs: number,
 ): Promise<number> {
   const file = path.join(tmpdir(), `eo-bench-scale-${process.pid}-${count}.yaml`);
   writeFileSync(
@@ -152,13 +146,18 @@ async function timeProcesses(
         }
       }, 60_000);
     }
-    const dueAt = new Date(Date.now() + dueInMs);
-    await seedPending(db.pool, n, aggregates, 'pending', dueAt);
-    await db.pool.query('VACUUM ANALYZE exactly_once_outbox');
-    const wait = dueAt.getTime() - Date.now();
-    if (wait < 500) throw new Error('seeding took too long for the due time; raise the delay in bench/scale.ts');
-    await sleep(wait);
-    const started = performance.now();
+    const gate = await db.pool.connect();
+    let started: number;
+    try {
+      await gate.query('BEGIN');
+      await gate.query('SELECT lane FROM exactly_once_outbox_lanes FOR UPDATE');
+      await seedPending(db.pool, n, aggregates);
+      await db.pool.query('VACUUM ANALYZE exactly_once_outbox_events');
+      await gate.query('COMMIT');
+      started = performance.now();
+    } finally {
+      gate.release();
+    }
     await until(
       async () =>
         (await db.pool.query("SELECT count(*)::int AS n FROM exactly_once_outbox WHERE status = 'published'")).rows[0]

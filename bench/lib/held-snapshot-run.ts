@@ -139,7 +139,7 @@ export async function heldSnapshotRun(o: HeldSnapshotOptions): Promise<HeldSnaps
           ackedAt.set(e.id, at);
           orderOf.set(e.id, {
             aggregate: e.aggregateId,
-            n: Math.floor((events[i]?.payload as { n: number }).n / aggregates),
+            n: Math.floor(((events[i]?.payload as { n: number } | undefined)?.n ?? 0) / aggregates),
           });
         });
       } finally {
@@ -261,7 +261,8 @@ async function measure(
     const { rows } = await client.query<{ 'QUERY PLAN': unknown }>(
       'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM exactly_once_outbox_claim(500, 0)',
     );
-    const plan = (rows[0]?.['QUERY PLAN'] as { 'Execution Time': number; Plan: Record<string, number> }[])[0];
+    const plans = rows[0]?.['QUERY PLAN'] as { 'Execution Time': number; Plan: Record<string, number> }[] | undefined;
+    const plan = plans?.[0];
     claimMs = round(plan?.['Execution Time'] ?? 0);
     claimBuffers = (plan?.Plan['Shared Hit Blocks'] ?? 0) + (plan?.Plan['Shared Read Blocks'] ?? 0);
   } finally {
