@@ -1,5 +1,12 @@
 import { Redis } from 'ioredis';
-import { seedPgBoss, startPgBoss, timeNaiveRelay, timePgBossDrain, timeSqlCeiling } from './lib/baselines.js';
+import {
+  seedNaiveOutbox,
+  seedPgBoss,
+  startPgBoss,
+  timeNaiveRelay,
+  timePgBossDrain,
+  timeSqlCeiling,
+} from './lib/baselines.js';
 import { type CpuSplit, cpuText, withCpu } from './lib/cpu.js';
 import { GRAPHILE_SCHEMA, seedGraphile, timeGraphileDrain } from './lib/graphile.js';
 import { relayConfig, seedPending, timeRelayDrain } from './lib/outbox.js';
@@ -58,8 +65,9 @@ export interface DrainFigure {
 
 /**
  * Drain `events` pending events spread over `aggregates` aggregates, and all in one hot aggregate, with the relay at
- * its defaults, at batch 500, and at batch 500 with 2 loops; beside, in the same run and on the same table: the
- * one-statement SQL ceiling, the naive pipelined relay (1 and 2 loops) and a pg-boss relay (spread only).
+ * its defaults, at batch 500, and at batch 500 with 2 loops; beside, in the same run and with the same rows: the
+ * one-statement SQL ceiling and the naive pipelined relay (1 and 2 loops), both on a row-state table that flips
+ * `status` per event (what a hand-written relay does), pg-boss and graphile-worker (spread only).
  */
 export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; figures: DrainFigure[] }> {
   const db = await createBenchDatabase('drain', 8);
@@ -69,16 +77,16 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
   const reseed = async (aggregates: number) => {
     await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
     await seedPending(db.pool, opts.events, aggregates);
-    await db.pool.query('VACUUM ANALYZE exactly_once_outbox');
+    await db.pool.query('VACUUM ANALYZE exactly_once_outbox_events');
   };
   const rate = (seconds: number) => Math.round(opts.events / seconds);
   try {
     for (const shape of ['spread', 'hot'] as const) {
       const aggregates = shape === 'spread' ? opts.aggregates : 1;
-      await reseed(aggregates);
+      await seedNaiveOutbox(db.pool, opts.events, aggregates);
       const sqlCeilingPerSec = rate(await timeSqlCeiling({ url: db.url, batchSize: BASELINE_BATCH }));
       const naive = async (loops: number) => {
-        await reseed(aggregates);
+        await seedNaiveOutbox(db.pool, opts.events, aggregates);
         const { result: seconds, cpuPer1000 } = await withCpu(redis, opts.events, () =>
           timeNaiveRelay({ url: db.url, redis, list: `${prefix}naive`, loops, batchSize: BASELINE_BATCH }),
         );
@@ -254,7 +262,7 @@ function drainRows(figures: DrainFigure[]): Row[] {
         f.shape === 'hot'
           ? '>= 0.5x spread (same settings)'
           : r.label === 'defaults'
-            ? '>= 0.5x naive'
+            ? '>= 1.2x naive'
             : parallel
               ? '>= 0.6 of SQL'
               : '>= 1.0x naive';
@@ -264,7 +272,7 @@ function drainRows(figures: DrainFigure[]): Row[] {
             ? undefined
             : r.perSec / hotVsSpread >= 0.5
           : r.label === 'defaults'
-            ? r.vsNaive >= 0.5
+            ? r.vsNaive >= 1.2
             : parallel
               ? r.vsCeiling >= 0.6
               : r.vsNaive >= 1;

@@ -56,7 +56,7 @@ async function runMode(opts: BenchOptions, mode: 'notify' | 'polling'): Promise<
   const list = `${prefix}jobqueue:low_priority`;
   const redis = new Redis(REDIS_URL);
   if (mode === 'polling')
-    await db.pool.query('ALTER TABLE exactly_once_outbox DISABLE TRIGGER exactly_once_outbox_notify');
+    await db.pool.query('ALTER TABLE exactly_once_outbox_events DISABLE TRIGGER exactly_once_outbox_notify');
   const configFile = writeConfigFile(`bench-fresh-${mode}`, {
     database: { url: db.url },
     redis: { url: REDIS_URL },

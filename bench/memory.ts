@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { configFromObject } from '../src/config/load-config.js';
 import { IdempotencyService } from '../src/idempotency/service.js';
-import type { ClaimedEvent } from '../src/outbox/types.js';
-import { RedisListPublisher } from '../src/publishers/redis-list.js';
+import { MARK_INFIX } from '../src/publishers/hash-tag.js';
 import { relayConfig, seedPending, timeRelayDrain } from './lib/outbox.js';
 import type { BenchOptions, Row } from './lib/report.js';
 import { benchPrefix, createBenchDatabase, deleteRedisPrefix, REDIS_URL } from './lib/services.js';
@@ -11,25 +10,23 @@ import { round } from './lib/stats.js';
 
 export interface MemoryFigure {
   keys: number;
-  /** INFO used_memory growth per key */
-  dedupMarkerBytes: number;
-  /** MEMORY USAGE, mean over a sample */
-  dedupMarkerMemoryUsage: number;
   cachedResultBytes: number;
   cachedResultMemoryUsage: number;
-  /** Events the relay published before markers were counted. */
+  /** Events the relay published in the first drain, and in both drains together. */
+  firstEvents: number;
   relayedEvents: number;
   relayedPerSec: number;
-  /** Dedup markers left in Redis after the relay published `relayedEvents` (cleanup after COMMIT). */
-  markersLeft: number;
-  /** INFO used_memory growth over that drain, with the jobs' list deleted, bytes (noisy on a shared server). */
-  markerMemoryDelta: number;
+  /** High-water mark keys in Redis after the first drain and after both (one destination, 16 lanes). */
+  marksAfterFirst: number;
+  marksAfterAll: number;
+  /** MEMORY USAGE of all mark keys after both drains, bytes. */
+  marksBytes: number;
 }
 
 /**
- * Redis memory: bytes per dedup marker (publish K events, then drop the list so only markers remain) and per cached
+ * Redis memory: the relay's dedup state (high-water marks, one hash per lane and destination) after draining a
+ * tenth of `memoryEvents` and then all of them, counted and measured with `MEMORY USAGE`; and bytes per cached
  * idempotency result (K completed keys with a small result), as `INFO memory` growth per key and as `MEMORY USAGE`.
- * The shared server's other traffic adds noise to the INFO figure; MEMORY USAGE is per key and exact.
  */
 export async function memoryBench(opts: BenchOptions): Promise<{ rows: Row[]; figure: MemoryFigure }> {
   const redis = new Redis(REDIS_URL);
@@ -44,21 +41,6 @@ export async function memoryBench(opts: BenchOptions): Promise<{ rows: Row[]; fi
   };
   const k = opts.memoryKeys;
   try {
-    const list = `${prefix}jobqueue:low_priority`;
-    const publisher = new RedisListPublisher(redis, {
-      queuePattern: `${prefix}jobqueue:{priority}_priority`,
-      dedupWindowMs: 600_000,
-    });
-    const before = await used();
-    for (let i = 0; i < k; i += 500) {
-      const events: ClaimedEvent[] = [];
-      for (let j = i; j < Math.min(k, i + 500); j++) events.push(event(j));
-      await publisher.publish(events);
-    }
-    await redis.del(list);
-    const dedupMarkerBytes = round((await used()) - before, 0) / k;
-    const dedupMarkerMemoryUsage = await sample(`{${prefix}*:eo:dedup:*`);
-
     const service = new IdempotencyService({
       config: configFromObject({
         database: { url: db.url },
@@ -77,37 +59,44 @@ export async function memoryBench(opts: BenchOptions): Promise<{ rows: Row[]; fi
     const cachedResultMemoryUsage = await sample(`${prefix}cache:*`);
     await service.close();
 
-    const relayed = await relayedMarkers(db, redis, prefix, opts.memoryEvents, used);
+    const n = opts.memoryEvents;
+    const first = Math.max(1, Math.round(n / 10));
+    const config = relayConfig(db.url, REDIS_URL, `${prefix}r:`, { batch_size: 500, concurrency: 2 });
+    const drain = async (count: number) => {
+      await seedPending(db.pool, count, 1000);
+      await db.pool.query('VACUUM ANALYZE exactly_once_outbox_events');
+      const seconds = await timeRelayDrain({ config, pool: db.pool, redis, n: count, timeoutMs: 1_800_000 });
+      await redis.del(`${prefix}r:jobqueue:low_priority`);
+      return seconds;
+    };
+    await drain(first);
+    const marksAfterFirst = (await markKeys(redis, prefix)).length;
+    const seconds = await drain(n - first);
+    const marks = await markKeys(redis, prefix);
+    const marksBytes = (await Promise.all(marks.map((m) => redis.memory('USAGE', m)))).reduce(
+      (a: number, b) => a + Number(b ?? 0),
+      0,
+    );
     const figure: MemoryFigure = {
       keys: k,
-      dedupMarkerBytes: round(dedupMarkerBytes, 0),
-      dedupMarkerMemoryUsage: round(dedupMarkerMemoryUsage, 0),
       cachedResultBytes: round(cachedResultBytes, 0),
       cachedResultMemoryUsage: round(cachedResultMemoryUsage, 0),
-      relayedEvents: opts.memoryEvents,
-      relayedPerSec: relayed.perSec,
-      markersLeft: relayed.markers,
-      markerMemoryDelta: relayed.delta,
+      firstEvents: first,
+      relayedEvents: n,
+      relayedPerSec: Math.round((n - first) / seconds),
+      marksAfterFirst,
+      marksAfterAll: marks.length,
+      marksBytes,
     };
-    const withoutCleanupMiB = (opts.memoryEvents * figure.dedupMarkerMemoryUsage) / 2 ** 20;
-    opts.progress(`memory: marker ${figure.dedupMarkerBytes} B, cached result ${figure.cachedResultBytes} B`);
+    opts.progress(`memory: ${marks.length} marks after ${n} events, cached result ${figure.cachedResultBytes} B`);
     const rows: Row[] = [
       {
-        benchmark: `Redis dedup markers after the relay published ${opts.memoryEvents.toLocaleString('en-US')} events`,
-        figure: `${relayed.markers} markers = ${round((relayed.markers * figure.dedupMarkerMemoryUsage) / 2 ** 20, 2)} MiB (INFO used_memory delta ${round(relayed.delta / 2 ** 20, 2)} MiB, server-wide)`,
-        baseline: `without deleting markers after COMMIT: ${opts.memoryEvents.toLocaleString('en-US')} markers, ~${round(withoutCleanupMiB, 0)} MiB (${figure.dedupMarkerMemoryUsage} B each)`,
-        ratio: `${round(relayed.markers / Math.max(1, opts.memoryEvents), 4)} of it (drained at ${relayed.perSec} ev/s, batch 500, 2 loops)`,
-        target: '< 10 MB',
-        // Counted, not read from INFO: other clients of a shared server move used_memory by more than 10 MB.
-        met: relayed.markers * figure.dedupMarkerMemoryUsage < 10 * 2 ** 20,
-      },
-      {
-        benchmark: `Redis bytes per dedup marker (${k} keys)`,
-        figure: `${figure.dedupMarkerMemoryUsage} B (MEMORY USAGE)`,
-        baseline: `INFO used_memory delta ${figure.dedupMarkerBytes} B/key (noisy on a shared server)`,
-        ratio: `${round((figure.dedupMarkerMemoryUsage * 1_000_000) / 2 ** 20, 0)} MiB per million events in the window`,
-        target: 'info',
-        met: undefined,
+        benchmark: `Redis dedup state after the relay published ${n.toLocaleString('en-US')} events (1 destination)`,
+        figure: `${marks.length} high-water mark keys, ${marksBytes.toLocaleString('en-US')} B (MEMORY USAGE)`,
+        baseline: `after the first ${first.toLocaleString('en-US')} events: ${marksAfterFirst} keys`,
+        ratio: `${round(marks.length / Math.max(1, marksAfterFirst), 2)}x the keys for ${round(n / first, 0)}x the events`,
+        target: '<= 16 keys per destination (lanes), whatever the traffic',
+        met: marks.length <= 16 && marks.length === marksAfterFirst,
       },
       {
         benchmark: `Redis bytes per cached idempotency result (${k} keys)`,
@@ -126,52 +115,14 @@ export async function memoryBench(opts: BenchOptions): Promise<{ rows: Row[]; fi
   }
 }
 
-/**
- * Seed `n` pending events, drain them with the relay (batch 500, 2 loops), delete the jobs' list, and report how many
- * dedup markers are left and how much `used_memory` grew. Seeding happens before the first memory reading.
- */
-async function relayedMarkers(
-  db: Awaited<ReturnType<typeof createBenchDatabase>>,
-  redis: Redis,
-  prefix: string,
-  n: number,
-  used: () => Promise<number>,
-): Promise<{ markers: number; delta: number; perSec: number }> {
-  await seedPending(db.pool, n, 1000);
-  await db.pool.query('VACUUM ANALYZE exactly_once_outbox');
-  const config = relayConfig(db.url, REDIS_URL, `${prefix}r:`, { batch_size: 500, concurrency: 2 });
-  const before = await used();
-  const seconds = await timeRelayDrain({ config, pool: db.pool, redis, n, timeoutMs: 1_800_000 });
-  // DEL, not UNLINK: UNLINK frees a big list in the background, and used_memory would still count the jobs.
-  await redis.del(`${prefix}r:jobqueue:low_priority`);
-  const delta = (await used()) - before;
-  let markers = 0;
+/** Every high-water mark key the bench's relays wrote (SCAN, never KEYS). */
+async function markKeys(redis: Redis, prefix: string): Promise<string[]> {
+  const found: string[] = [];
   let cursor = '0';
   do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `{${prefix}r:*:eo:dedup:*`, 'COUNT', 5000);
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `{${prefix}r:*${MARK_INFIX}*`, 'COUNT', 5000);
     cursor = next;
-    markers += keys.length;
+    found.push(...keys);
   } while (cursor !== '0');
-  return { markers, delta: Math.max(0, delta), perSec: Math.round(n / seconds) };
-}
-
-function event(i: number): ClaimedEvent {
-  return {
-    seq: String(i + 1),
-    id: randomUUID(),
-    aggregateType: 'bench',
-    aggregateId: `a${i % 1000}`,
-    eventType: 'bench.event',
-    tenantId: '',
-    queue: null,
-    retryCount: 0,
-    maxRetries: null,
-    createdAt: new Date(),
-    payload: `{"n":${i}}`,
-    headers: '{}',
-    priority: null,
-    traceparent: null,
-    filepath: null,
-    filesize: null,
-  };
+  return found;
 }

@@ -71,11 +71,11 @@ export async function producerBench(opts: BenchOptions): Promise<{ rows: Row[]; 
     };
     figure.overhead = round(figure.withMs.mean / figure.withoutMs.mean - 1, 3);
     // The NOTIFY share: the same outbox transactions with the wake-up trigger disabled.
-    await client.query('ALTER TABLE exactly_once_outbox DISABLE TRIGGER exactly_once_outbox_notify');
+    await client.query('ALTER TABLE exactly_once_outbox_events DISABLE TRIGGER exactly_once_outbox_notify');
     withOutbox.length = 0;
     for (let i = 0; i < opts.transactions; i++) await one(true, i);
     figure.withoutNotifyMs = summary(withOutbox);
-    await client.query('ALTER TABLE exactly_once_outbox ENABLE TRIGGER exactly_once_outbox_notify');
+    await client.query('ALTER TABLE exactly_once_outbox_events ENABLE TRIGGER exactly_once_outbox_notify');
     opts.progress(`producer: ${figure.withoutMs.mean} ms -> ${figure.withMs.mean} ms per transaction`);
     const rows: Row[] = [
       {

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { createPublisher } from '../src/publishers/create-publisher.js';
 import { startTestCluster } from '../test/helpers/redis-cluster.js';
-import { timeSqlCeiling } from './lib/baselines.js';
+import { seedNaiveOutbox, timeSqlCeiling } from './lib/baselines.js';
 import { relayConfig, seedPending, timeRelayDrain } from './lib/outbox.js';
 import type { BenchOptions, Row } from './lib/report.js';
 import { type BenchDatabase, benchPrefix, createBenchDatabase, deleteRedisPrefix, REDIS_URL } from './lib/services.js';
@@ -48,7 +48,7 @@ export async function scaleBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
   };
   const cluster = await startTestCluster();
   try {
-    await reseed();
+    await seedNaiveOutbox(db.pool, n, opts.aggregates);
     const sqlCeilingPerSec = rate(await timeSqlCeiling({ url: db.url, batchSize: BATCH }));
     const drain = async (publisher: 'list' | 'stream', client: Redis | typeof cluster.client) => {
       await reseed();
@@ -76,7 +76,7 @@ export async function scaleBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
     const processesPerSec: Record<number, number> = {};
     for (const count of PROCESSES) {
       await db.pool.query('TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked');
-      processesPerSec[count] = rate(await timeProcesses(db, prefix, count, n, opts.aggregates));
+      processesPerSec[count] = rate(await timeProcesses(db, redis, prefix, count, n, opts.aggregates));
       await deleteRedisPrefix(redis, prefix);
       opts.progress(`scale ${count} relay process(es): ${processesPerSec[count]}/s; ceiling ${sqlCeilingPerSec}/s`);
     }
@@ -106,6 +106,7 @@ export async function scaleBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
  */
 async function timeProcesses(
   db: BenchDatabase,
+  redis: Redis,
   prefix: string,
   count: number,
   n: number,
@@ -158,13 +159,8 @@ async function timeProcesses(
     } finally {
       gate.release();
     }
-    await until(
-      async () =>
-        (await db.pool.query("SELECT count(*)::int AS n FROM exactly_once_outbox WHERE status = 'published'")).rows[0]
-          .n >= n,
-      600_000,
-      50,
-    );
+    const list = `${prefix}jobqueue:low_priority`;
+    await until(async () => (await redis.llen(list)) >= n, 600_000, 20);
     return (performance.now() - started) / 1000;
   } finally {
     for (const c of children) c.kill('SIGKILL');

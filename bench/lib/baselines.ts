@@ -1,6 +1,34 @@
 import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
+import { seedPending } from './outbox.js';
+
+/**
+ * The baselines' own outbox: the row-state table a hand-written relay uses (and this project used before its
+ * write-once storage), `status` flipped by an UPDATE per event, the claim on a partial index of pending rows.
+ */
+const NAIVE_TABLE = 'bench_naive_outbox';
+
+/** (Re)create the baselines' table with `n` pending events, as `seedPending` fills the outbox, vacuumed. */
+export async function seedNaiveOutbox(pool: pg.Pool, n: number, aggregates: number): Promise<void> {
+  await pool.query(`DROP TABLE IF EXISTS ${NAIVE_TABLE}`);
+  await pool.query(
+    `CREATE TABLE ${NAIVE_TABLE} (
+       seq bigserial PRIMARY KEY,
+       id uuid NOT NULL UNIQUE,
+       aggregate_type text NOT NULL,
+       aggregate_id text NOT NULL,
+       event_type text NOT NULL,
+       payload jsonb NOT NULL,
+       headers jsonb NOT NULL DEFAULT '{}',
+       status text NOT NULL DEFAULT 'pending',
+       created_at timestamptz NOT NULL DEFAULT now(),
+       published_at timestamptz)`,
+  );
+  await pool.query(`CREATE INDEX ON ${NAIVE_TABLE} (seq) WHERE status = 'pending'`);
+  await seedPending(pool, n, aggregates, 'pending', NAIVE_TABLE);
+  await pool.query(`VACUUM ANALYZE ${NAIVE_TABLE}`);
+}
 
 /**
  * The SQL ceiling (issue 10): the strongest honest form of "hand out rows as fast as the database can", one statement
@@ -17,9 +45,9 @@ export async function timeSqlCeiling(options: { url: string; batchSize?: number 
   const claim = {
     name: 'ceiling',
     text: `WITH c AS (
-             SELECT seq FROM exactly_once_outbox WHERE status = 'pending' ORDER BY seq
+             SELECT seq FROM ${NAIVE_TABLE} WHERE status = 'pending' ORDER BY seq
              LIMIT $1 FOR UPDATE SKIP LOCKED)
-           UPDATE exactly_once_outbox o SET status = 'published', published_at = now()
+           UPDATE ${NAIVE_TABLE} o SET status = 'published', published_at = now()
            FROM c WHERE o.seq = c.seq
            RETURNING o.payload::text`,
     values: [options.batchSize ?? 500],
@@ -58,12 +86,12 @@ export async function timeNaiveRelay(options: {
   );
   const claim = {
     name: 'naive-claim',
-    text: `SELECT seq, id, payload::text AS payload FROM exactly_once_outbox WHERE status = 'pending' ORDER BY seq
+    text: `SELECT seq, id, payload::text AS payload FROM ${NAIVE_TABLE} WHERE status = 'pending' ORDER BY seq
            LIMIT $1 FOR UPDATE SKIP LOCKED`,
   };
   const mark = {
     name: 'naive-mark',
-    text: `UPDATE exactly_once_outbox SET status = 'published', published_at = now() WHERE seq = ANY($1::bigint[])`,
+    text: `UPDATE ${NAIVE_TABLE} SET status = 'published', published_at = now() WHERE seq = ANY($1::bigint[])`,
   };
   const started = performance.now();
   try {

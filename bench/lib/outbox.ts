@@ -17,12 +17,14 @@ export async function seedPending(
   n: number,
   aggregates: number,
   status: 'pending' | 'published' = 'pending',
+  /** another table of the same columns (the baselines' row-state outbox) */
+  table = 'exactly_once_outbox_events',
 ): Promise<void> {
   const chunk = 250_000;
   for (let from = 0; from < n; from += chunk) {
     const to = Math.min(n, from + chunk) - 1;
     await pool.query(
-      `INSERT INTO exactly_once_outbox_events
+      `INSERT INTO ${table}
          (${status === 'published' ? 'txid, ' : ''}id, aggregate_type, aggregate_id, event_type, payload, headers)
        SELECT ${status === 'published' ? "'3'::xid8, " : ''}
               (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')

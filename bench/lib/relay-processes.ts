@@ -6,8 +6,9 @@ import { sleep } from './stats.js';
 /**
  * Drain with `processes` relay daemons (`exactly-once relay --config FILE`, the real CLI as operators run it), and
  * resolve with the seconds from the moment every daemon's first claim was ready to the moment the `n`-th job was in
- * `list`. A daemon takes a second or two to start (tsx, connections, LISTEN), which is not drain time: the outbox is
- * held under an ACCESS EXCLUSIVE lock until every daemon's claim waits on it, then released, so they start together.
+ * `list`. A daemon takes a second or two to start (tsx, connections, LISTEN), which is not drain time: the lane
+ * table is held under an ACCESS EXCLUSIVE lock until every daemon's claim waits on it, then released, so they start
+ * together.
  * Jobs are counted with LLEN every few ms (the daemons have no hook into this process).
  */
 export async function timeRelayProcesses(options: {
@@ -38,7 +39,7 @@ export async function timeRelayProcesses(options: {
   const relays: ReturnType<typeof spawnRelay>[] = [];
   try {
     await gate.query('BEGIN');
-    await gate.query('LOCK TABLE exactly_once_outbox IN ACCESS EXCLUSIVE MODE');
+    await gate.query('LOCK TABLE exactly_once_outbox_lanes IN ACCESS EXCLUSIVE MODE');
     for (let i = 0; i < options.processes; i++) relays.push(spawnRelay(configFile));
     const loops = options.processes * Number(options.outbox.concurrency ?? 1);
     const readyBy = Date.now() + 60_000;
