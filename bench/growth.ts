@@ -133,7 +133,8 @@ export async function growthBench(opts: BenchOptions): Promise<{ rows: Row[]; fi
         baseline: `row-state DELETE ${deletePerMillionMs} ms per million (measured on ${baselineRows.toLocaleString('en-US')} rows)`,
         ratio: `${round(dropMs / ((deletePerMillionMs * opts.history) / 1_000_000), 4)} of the DELETE's time`,
         target: '< 1 s, no vacuum debt (0 dead tuples)',
-        met: dropMs < 1000 && sizesDropped.deadTuples === 0 && dropResult.deleted >= opts.history,
+        // `deleted` is the planner's estimate above a million rows (counting them would take longer than the drop).
+        met: dropMs < 1000 && sizesDropped.deadTuples === 0 && dropResult.deleted >= 0.99 * opts.history,
       },
     ];
     return { rows, figure };

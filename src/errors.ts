@@ -111,7 +111,7 @@ export class OutboxDuplicateIdError extends ExactlyOnceError {
 
 /**
  * An event names a destination (`queue`) that `outbox.allowed_queues` and `outbox.queue_pattern` do not allow, or a
- * key reserved for dedup markers. Nothing was written.
+ * key reserved for the relay's own (high-water marks, dedup markers). Nothing was written.
  */
 export class OutboxQueueNotAllowedError extends ExactlyOnceError {
   readonly field = 'queue';

@@ -378,7 +378,9 @@ describe('operator dashboard in Chromium', { concurrency: false }, () => {
   test('table health: sizes, dead tuples, vacuum times, oldest transaction, pending cleanup', async () => {
     const page = await open(relay.url, '#/tables');
     const tables = page.getByRole('table', { name: 'Table sizes and vacuum state' });
-    await tables.getByRole('cell', { name: 'exactly_once_outbox', exact: true }).waitFor();
+    // The outbox's partitions (the current one holds the events), its parked events and the lanes' cursors.
+    await tables.getByRole('cell', { name: 'exactly_once_outbox_events_0', exact: true }).waitFor();
+    await tables.getByRole('cell', { name: 'exactly_once_outbox_parked', exact: true }).waitFor();
     await page.locator('[data-stat="cleanup-outbox"]').waitFor();
     assert.ok((await page.locator('tbody tr').count()) >= 3, 'tables and indexes listed');
     await screenshot(page, 'tables');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
@@ -17,10 +18,12 @@ import {
 
 // Upgrading a database whose outbox still has the row-state table (0001-0007) to the write-once storage (0008): every
 // pending, retrying and failed event survives `exactly-once migrate`, keeps its state and order, and the relay then
-// publishes exactly what the old relay would have, once, with no published history pushed again.
+// publishes exactly what the old relay would have, once, with no published history pushed again. A producer of this
+// version that runs through the upgrade keeps committing, before, during and after it.
 
 const run = promisify(execFile);
 const BIN = new URL('../bin/exactly-once.js', import.meta.url).pathname;
+const PRODUCER = new URL('./helpers/upgrade-producer.ts', import.meta.url).pathname;
 
 let db: TestDatabase;
 let redis: Redis;
@@ -139,5 +142,77 @@ test('exactly-once migrate brings pending, retrying and failed rows over; the re
   } finally {
     relay.child.kill('SIGTERM');
     await exitWithin(relay, 15_000);
+  }
+});
+
+test('a producer of this version writing through `exactly-once migrate` never fails a transaction; each event is relayed once', async () => {
+  const live = await createTestDatabase('outbox_upgrade_live', { migrate: false });
+  const k = kyselyFromPool(new pg.Pool({ connectionString: live.url, max: 1 }));
+  try {
+    const result = await createMigrator(k).migrateTo('0007_outbox_dashboard_indexes');
+    if (result.error) throw result.error;
+  } finally {
+    await k.destroy();
+  }
+  const producer = spawn(process.execPath, ['--import', 'tsx', PRODUCER, live.url], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let committed = 0;
+  let summary: { committed: number; failed: number; errors: string[] } | undefined;
+  createInterface({ input: producer.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    const msg = JSON.parse(line) as { committed: number; done?: boolean; failed: number; errors: string[] };
+    committed = msg.committed;
+    if (msg.done) summary = msg;
+  });
+  const exited = new Promise<void>((resolve) => producer.once('exit', () => resolve()));
+  const queue = `${prefix}live:jobqueue:low_priority`;
+  try {
+    await waitFor(async () => committed >= 50, 30_000, 'the producer writing into the old table');
+    const env = { ...process.env, DATABASE_URL: live.url, LOG_LEVEL: 'warn' };
+    const migrated = await run(process.execPath, [BIN, 'migrate'], { env });
+    assert.match(migrated.stdout, /0008_outbox_write_once/);
+    // Past the writer's next look at the schema (5 s), so it writes straight into the new tables for a while.
+    const atMigrate = committed;
+    const since = Date.now();
+    await waitFor(
+      async () => committed >= atMigrate + 50 && Date.now() - since > 7000,
+      60_000,
+      'the producer writing after the migration',
+    );
+  } finally {
+    producer.kill('SIGTERM');
+    await exited;
+  }
+  try {
+    assert.ok(summary, 'the producer reported');
+    assert.deepEqual(summary.errors, [], 'no producer transaction failed');
+    assert.equal(summary.failed, 0);
+    const transactions = summary.committed;
+    const expected = Math.ceil(transactions / 2) + 3 * Math.floor(transactions / 2);
+    const { rows } = await live.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM exactly_once_outbox');
+    assert.equal(rows[0]?.n, expected, 'every committed event is in the outbox once');
+
+    const file = writeConfigFile('outbox-upgrade-live', {
+      database: { url: live.url },
+      redis: { url: REDIS_URL },
+      outbox: { queue_pattern: `${prefix}live:jobqueue:{priority}_priority`, poll_interval: '200ms' },
+      metrics: { enabled: false },
+    });
+    const relay = spawnRelay(file);
+    try {
+      await waitFor(
+        async () => (await redis.llen(queue)) >= expected,
+        30_000,
+        `every event relayed (${relay.stderr()})`,
+      );
+      const jobs = (await redis.lrange(queue, 0, -1)).map((j) => JSON.parse(j) as { id: string });
+      assert.equal(jobs.length, expected, 'nothing pushed twice');
+      assert.equal(new Set(jobs.map((j) => j.id)).size, expected);
+    } finally {
+      relay.child.kill('SIGTERM');
+      await exitWithin(relay, 15_000);
+    }
+  } finally {
+    await live.close();
   }
 });

@@ -177,11 +177,11 @@ function checkAgreement(raw: RawConfig, file: string | undefined): void {
   }
   if (o.dedup_window <= o.claim_timeout) {
     // A relay that hangs after its push keeps the claim until claim_timeout; the relay that claims the events next
-    // pushes again, and only a live marker stops that push (G2).
+    // pushes again, and only a live high-water mark stops that push (G2).
     throw new ConfigError(
       'exactly_once.outbox.dedup_window',
       `must be longer than outbox.claim_timeout (${d(o.claim_timeout)}; got ${d(o.dedup_window)}): ` +
-        'events a hung relay had pushed are claimed again after claim_timeout, and an expired marker lets them be pushed twice',
+        'events a hung relay had pushed are claimed again after claim_timeout, and an expired mark lets them be pushed twice',
       file,
     );
   }
@@ -209,8 +209,8 @@ function checkPgBoss(raw: RawConfig, file: string | undefined): void {
 
 /**
  * A Redis Cluster config that one client cannot serve. Everything else runs unchanged on a cluster: every Lua script
- * this project runs touches one key (idempotency) or keys it groups by slot (publishers: each dedup marker is named into
- * its destination's slot), so no key name a user chooses can make a script cross slots.
+ * this project runs touches one key (idempotency) or keys it groups by slot (publishers: each high-water mark is named
+ * into its destination's slot), so no key name a user chooses can make a script cross slots.
  */
 function checkCluster(raw: RawConfig, tree: Record<string, unknown>, file: string | undefined): void {
   const cluster = raw.redis.cluster;

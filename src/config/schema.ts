@@ -220,19 +220,20 @@ const outbox = z.strictObject({
   }),
   retry_backoff: retryBackoff.prefault({}),
   /**
-   * Added: how long the Redis dedup marker of a published event lives. Must be longer than `claim_timeout`.
+   * Added: how long an idle high-water mark (one per outbox lane and destination, the Redis side of exactly-once) lives.
+   * Must be longer than `claim_timeout`.
    * @defaultValue 24h
    */
   dedup_window: duration('24h', {
-    min: { ms: 1000, why: 'a shorter window expires markers while their batch may still be uncommitted' },
+    min: { ms: 1000, why: 'a shorter window expires marks while their batch may still be uncommitted' },
   }),
   /** Added: Redis list a job goes to; `{priority}` becomes `high` or `low`. @defaultValue "jobqueue:{priority}_priority" */
   queue_pattern: z.string().min(1).default('jobqueue:{priority}_priority'),
   /**
    * Added: Redis keys an event may name in `queue`, besides the two lists `queue_pattern` produces (always allowed).
    * Patterns; `*` matches any run of characters, the rest is literal: `["orders:*", "emails"]`. An event naming any
-   * other key is refused by `storeInOutbox` and by the relay. Names containing `:eo:dedup:` (dedup markers) are never
-   * allowed, whatever the patterns say.
+   * other key is refused by `storeInOutbox` and by the relay. Names containing `:eo:hwm:` (high-water marks) or
+   * `:eo:dedup:` (earlier versions' dedup markers) are never allowed, whatever the patterns say.
    * @defaultValue [] (events may name only the `queue_pattern` lists)
    */
   allowed_queues: z
@@ -246,10 +247,10 @@ const outbox = z.strictObject({
   /**
    * Added: what the relay pushes to. `list`: LPUSH one go-redis-work-queue job JSON per event onto a list. `stream`:
    * XADD one entry per event, the job's fields as entry fields, onto a Redis Stream (consumer groups, XACK, replay).
-   * Either way the key comes from `queue_pattern` or the event's `queue`, and the dedup marker and the push are one
-   * script (exactly once within `dedup_window`); with `list` or `stream`, an event's `destination` header (`list` or
-   * `stream`) picks the other kind for that event. `pg-boss`: one pg-boss job per event, inserted in the relay's own
-   * transaction that marks the event published (exactly once without markers; see `pg_boss`). @defaultValue "list"
+   * Either way the key comes from `queue_pattern` or the event's `queue`, and the high-water mark and the push are one
+   * script (exactly once); with `list` or `stream`, an event's `destination` header (`list` or `stream`) picks the other
+   * kind for that event. `pg-boss`: one pg-boss job per event, inserted in the relay's own transaction that moves the
+   * outbox's cursors (exactly once without marks; see `pg_boss`). @defaultValue "list"
    */
   publisher: z.enum(['list', 'stream', 'pg-boss']).default('list'),
   /** Added: settings of the `pg-boss` publisher. */
@@ -285,7 +286,7 @@ const outbox = z.strictObject({
     },
     intMs: TIMER,
   }),
-  /** Added: rows of the oldest due events a claim looks at to find unlocked aggregates. @defaultValue 1000 */
+  /** Added, Redis outbox only: the oldest due aggregates a claim looks at (the Postgres outbox claims by lane). @defaultValue 1000 */
   claim_window: positiveInt(1000),
   /**
    * Added: largest job (UTF-8 bytes of its JSON) the relay pushes; a larger event fails on its own (retried, then

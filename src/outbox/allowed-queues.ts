@@ -1,6 +1,6 @@
 /**
  * The destination allow-list: which Redis keys an event may name in `queue`. Without it an event could push into
- * any key the relay can reach — another application's list, or another event's dedup marker.
+ * any key the relay can reach — another application's list, or the relay's own high-water marks.
  *
  * An event with no `queue` goes to the list `queue_pattern` names and is always allowed. An event that names a queue
  * must match one of

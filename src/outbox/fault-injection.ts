@@ -5,12 +5,12 @@ import type { Logger } from '../logger.js';
  * TEST-ONLY fault injection for the relay's crash window. Off unless the environment variable is set; never set it in
  * production (docs/operations.md says so too).
  *
- * The dangerous moment of a relay is between the Redis push and the COMMIT that marks the rows published: a crash
- * there leaves jobs in Redis whose rows are still pending, and only the dedup markers stop the next relay from
+ * The dangerous moment of a relay is between the Redis push and the COMMIT that moves its lanes' cursors: a crash
+ * there leaves jobs in Redis whose events are still pending, and only the high-water marks stop the next relay from
  * pushing them again (G2). Killing relays at random hits that window only by luck; with this switch a crash test hits
  * it on every run:
  *
- *   EXACTLY_ONCE_TEST_FAULT=kill-after-push     SIGKILL this process after the push returned, before mark/COMMIT
+ *   EXACTLY_ONCE_TEST_FAULT=kill-after-push     SIGKILL this process after the push returned, before COMMIT
  *   EXACTLY_ONCE_TEST_FAULT=stall-after-push    stop there instead (hang, holding the claim) until claim_timeout
  *                                              makes Postgres roll the claim back
  *   ...:N                                      fire on the Nth non-empty batch of this process (default 1st)

@@ -26,7 +26,7 @@ export interface NewOutboxEvent {
   tenantId?: string;
   /**
    * Redis list to push to instead of the one `queue_pattern` names. Must be allowed: one of the `queue_pattern` lists
-   * or a match of `outbox.allowed_queues` (see src/outbox/allowed-queues.ts); never a dedup marker.
+   * or a match of `outbox.allowed_queues` (see src/outbox/allowed-queues.ts); never a key of the relay's own.
    */
   queue?: string;
   /** Overrides `outbox.max_retries` for this event; 0..2147483647. */
@@ -53,6 +53,10 @@ export interface OutboxEvent {
   nextAttemptAt: Date;
   lastError: string | null;
   createdAt: Date;
+  /**
+   * When the event was pushed: the Redis outbox records it; the Postgres outbox, written once, does not (always
+   * `null`; its per-minute traffic rows count what was pushed when).
+   */
   publishedAt: Date | null;
   /**
    * Set, with `payload` left `undefined`, by a listing asked for previews (`list({ payload: 'preview' })`): the start

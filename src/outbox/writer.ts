@@ -11,6 +11,12 @@ import {
 } from '../errors.js';
 import { policyFor } from './allowed-queues.js';
 import { EVENTS_TABLE, PARKED_TABLE } from './postgres/tables.js';
+import {
+  hasWriteOnceStorage,
+  TRANSITION_INSERT_ONE_SQL,
+  TRANSITION_INSERT_SQL,
+  TRANSITION_TAKEN_SQL,
+} from './postgres/upgrade-window.js';
 import { isRedisHandle, type RedisOutboxOptions, storeInRedisOutbox } from './redis/writer.js';
 import type { NewOutboxEvent, OutboxEvent } from './types.js';
 import { checkedIds } from './validate-event.js';
@@ -235,7 +241,15 @@ async function insert(executor: SqlExecutor, cols: unknown[][]): Promise<Inserte
     // through the batch statement, whose probe finds it in any partition.
     const one = cols[0]?.length === 1 && cols[10]?.length === 0;
     const params = one ? cols.slice(0, 10).map((col) => col[0]) : cols;
-    return (await executor.query<InsertedRow>(one ? INSERT_ONE_SQL : INSERT_SQL, params)).rows;
+    const current = await hasWriteOnceStorage(executor);
+    const text = current
+      ? one
+        ? INSERT_ONE_SQL
+        : INSERT_SQL
+      : one
+        ? TRANSITION_INSERT_ONE_SQL
+        : TRANSITION_INSERT_SQL;
+    return (await executor.query<InsertedRow>(text, params)).rows;
   } catch (err) {
     if (sqlState(err) === PgErrorCode.undefinedTable) throw new NotMigratedError(EVENTS_TABLE, { cause: err });
     throw err;
@@ -256,7 +270,9 @@ async function takenIndex(executor: SqlExecutor, ids: readonly string[], inserte
     return ids.findIndex((id) => !kept.has(id));
   }
   const { rows } = await executor.query<{ id: string }>(
-    `SELECT id FROM ${EVENTS_TABLE} WHERE id = ANY($1::uuid[]) UNION SELECT id FROM ${PARKED_TABLE} WHERE id = ANY($1::uuid[])`,
+    (await hasWriteOnceStorage(executor))
+      ? `SELECT id FROM ${EVENTS_TABLE} WHERE id = ANY($1::uuid[]) UNION SELECT id FROM ${PARKED_TABLE} WHERE id = ANY($1::uuid[])`
+      : TRANSITION_TAKEN_SQL,
     [ids],
   );
   const taken = new Set(rows.map((r) => r.id));

@@ -52,7 +52,7 @@ const slotTags = new Map<number, string>();
 
 /**
  * A short tag that hashes to `slot`: the first of `eo-slot-<slot>-0`, `-1`, ... whose CRC16 lands there (about 16k
- * tries on average, a few milliseconds, once per slot). Deterministic, so every relay names a marker alike.
+ * tries on average, a few milliseconds, once per slot). Deterministic, so every relay names a mark alike.
  */
 function slotTag(slot: number): string {
   let tag = slotTags.get(slot);

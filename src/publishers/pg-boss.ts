@@ -46,9 +46,9 @@ class EventRefused extends Error {}
 
 /**
  * `outbox.publisher: pg-boss`: one pg-boss job per event, inserted with pg-boss's own `insert` on the relay's claim
- * transaction (its `db` option), so the job and the outbox row's `published` mark commit together or not at all.
- * Exactly once without dedup markers (G2), no `forget`, no deadline: a relay killed before COMMIT leaves neither the
- * jobs nor the marks, and the next claim starts over. The job id is the event id (pg-boss's primary key is queue + id),
+ * transaction (its `db` option), so the job and the outbox lanes' cursors commit together or not at all. Exactly once
+ * without high-water marks (G2) or a deadline: a relay killed before COMMIT leaves neither the jobs nor the cursors'
+ * move, and the next claim starts over. The job id is the event id (pg-boss's primary key is queue + id),
  * so even a replayed event cannot become a second job in its queue. From there pg-boss's retry and dead-letter apply.
  *
  * Order (G3): an aggregate's jobs are created in outbox order; jobs of one batch share pg-boss's `created_on` (the

@@ -6,10 +6,10 @@ export type RedisListPublisherOptions = MarkedBatchOptions;
 
 /**
  * The default publisher: LPUSHes one go-redis-work-queue job per event onto a Redis list (consumers pop from the
- * right, so each list is FIFO), guarded by a per-event dedup marker in the same Lua script (lua/publish-jobs.lua).
- * An event with the header `destination: stream` is appended to a stream instead (see RedisStreamPublisher).
- * Batching, failure attribution (issue 9.1), the late-call deadline and `forget` (issue 10) are marked-batch.ts's,
- * shared with the stream publisher.
+ * right, so each list is FIFO), guarded by the outbox lane's high-water mark in the same Lua script
+ * (lua/publish-jobs.lua, lua/publish-marks.lua). An event with the header `destination: stream` is appended to a
+ * stream instead (see RedisStreamPublisher). Batching, failure attribution, the marks and the late-call deadline are
+ * marked-batch.ts's, shared with the stream publisher.
  */
 export class RedisListPublisher extends MarkedBatchPublisher {
   constructor(redis: RedisClient, options: RedisListPublisherOptions = {}) {

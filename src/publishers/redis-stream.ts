@@ -8,15 +8,14 @@ export type RedisStreamPublisherOptions = MarkedBatchOptions;
 
 /**
  * Publishes each event as one Redis Stream entry (`XADD <stream> * id ... payload ... headers ...`, see STREAM_FIELDS)
- * guarded by a per-event dedup marker in the same Lua script (lua/publish-stream-entries.lua), for consumers that want
- * consumer groups, acknowledgements and replay (examples/stream-consumer.ts).
+ * guarded by the outbox lane's high-water mark in the same Lua script (lua/publish-stream-entries.lua), for consumers
+ * that want consumer groups, acknowledgements and replay (examples/stream-consumer.ts).
  *
- * The guarantees, the failure attribution, the late-call deadline and `forget` are the list publisher's, from the same
- * module (marked-batch.ts): each event is appended once within the dedup window (G2); events of an aggregate are
- * appended in order, and a failing event holds back only its own aggregate (G3); an outage (connection lost, timeout,
- * LOADING, READONLY, OOM, CLUSTERDOWN, ...) throws `PublishUnavailableError` and the relay backs off. Markers live only
- * while a batch's outcome is unknown (issue 10): the relay deletes them after COMMIT, and the script refuses a call
- * that arrives past its deadline, so a late call of an abandoned attempt cannot append a second copy.
+ * The guarantees, the failure attribution, the marks and the late-call deadline are the list publisher's, from the
+ * same module (marked-batch.ts): each event is appended once (G2); events of an aggregate are appended in order, and a
+ * failing event holds back only its own aggregate (G3); an outage (connection lost, timeout, LOADING, READONLY, OOM,
+ * CLUSTERDOWN, ...) throws `PublishUnavailableError` and the relay backs off. The script refuses a call that arrives
+ * past its deadline, so a late call of an abandoned attempt cannot append a second copy.
  *
  * An event with the header `destination: list` is pushed to a list instead (see RedisListPublisher).
  */

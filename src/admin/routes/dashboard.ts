@@ -71,7 +71,7 @@ export function dashboardRoutes(ctx: AdminContext): AdminRoute[] {
             source: {
               published: inRedis
                 ? `redis: published time of every relay's events, the newest ${traffic.capped ? 'few thousand (capped)' : 'all'}`
-                : 'postgres: published_at of every relay',
+                : 'postgres: per-minute traffic rows of every relay',
               retried: local ? 'process: this relay since it started' : 'unavailable: metrics are off',
               failed: local ? 'process: this relay since it started' : 'unavailable: metrics are off',
             },

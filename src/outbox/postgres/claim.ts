@@ -49,7 +49,9 @@ export interface LaneRead {
 
 /**
  * An open claim transaction: its connection, the lanes it holds (row locks on `exactly_once_outbox_lanes`) and what
- * it read. Whoever opens one must end it (the commit in commit.ts, or `rollback()`) and then `release()` it.
+ * it read. Holding a lane is holding every aggregate that hashes to it, and a lane is read in write order between
+ * two snapshots, so events of an aggregate leave in order however many relays run (G3). Whoever opens one must end
+ * it (the commit in commit.ts, or `rollback()`) and then `release()` it.
  */
 export class Claim {
   readonly client: pg.PoolClient;

@@ -135,8 +135,10 @@ const UPDATE_SQL = `
 const RELEASE_SQL = `DELETE FROM ${PARKED_TABLE} WHERE seq = ANY($1::bigint[])`;
 
 /**
- * Write the plan and COMMIT. The common batch (everything written, nothing parked before or now) is one round trip:
- * the cursors' advance and COMMIT in one simple-protocol message (its arrays hold only integers and booleans).
+ * Write the plan and COMMIT. Runs only once the batch's push has answered, so a lane's cursor never moves past an
+ * event that was not written or parked (G1). The common batch (everything written, nothing parked before or now) is
+ * one round trip: the cursors' advance and COMMIT in one simple-protocol message (its arrays hold only integers and
+ * booleans).
  */
 export async function commitBatch(client: pg.PoolClient, plan: CommitPlan): Promise<void> {
   if (plan.park.length > 0) {
