@@ -43,7 +43,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     CREATE TABLE exactly_once_outbox_parts (
       part      smallint    PRIMARY KEY,
       opened_at timestamptz,
-      closed_at timestamptz
+      closed_at timestamptz,
+      sealed_at timestamptz
     )`.execute(db);
   await sql`INSERT INTO exactly_once_outbox_parts (part, opened_at)
             SELECT p, CASE WHEN p = 0 THEN now() END FROM generate_series(0, 7) p`.execute(db);
@@ -85,6 +86,9 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await sql`CREATE TABLE exactly_once_outbox_lanes (lane smallint PRIMARY KEY)`.execute(db);
   await sql`INSERT INTO exactly_once_outbox_lanes SELECT generate_series(0, 15)`.execute(db);
+  // Statistics for the claim's plans (generic ones, made once per session): without them the planner takes this
+  // 16-row table for thousands of rows and every plan over it for expensive.
+  await sql`ANALYZE exactly_once_outbox_lanes`.execute(db);
 
   // One row per lane per committed batch. The lane's cursor is its row with the highest b: it has handled every event
   // of the lane visible in done_snap, and of those visible in target_snap (the interval being read) the ones up to
@@ -287,16 +291,19 @@ async function copyLegacy(db: Kysely<any>): Promise<void> {
      WHERE status = 'pending'
        AND NOT EXISTS (SELECT 1 FROM exactly_once_outbox_parked p WHERE p.id = l.id)
      ORDER BY seq`.execute(db);
-  // The first cursor of every lane: everything committed before this transaction is handled (this transaction's own
-  // id is the snapshot's xmax, so the events written above are not), and the first walk starts below the lane's
-  // first re-written event.
+  // The first cursor of every lane: what committed before the oldest transaction still open now is handled. Not
+  // handled: the events written above (this transaction's), and those of transactions open now, which may write
+  // events once this commits (an app transaction that began before the migration). A snapshot of this moment would not
+  // do: its xmax is one past the latest transaction that ended, so a transaction that began just before this one and
+  // is still open would read as committed. The first walk starts below the lane's first re-written event.
   await sql`
     INSERT INTO exactly_once_outbox_progress
       (lane, b, k, done_snap, done_lo, target_snap, target_lo, target_hi, pos, cutoff, side_hi)
     SELECT l.lane, 0, 0, s.snap, lo.v, s.snap, lo.v, lo.v, NULL, now(),
            (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM exactly_once_outbox_parked_ord)
       FROM exactly_once_outbox_lanes l
-     CROSS JOIN (SELECT (x || ':' || x || ':')::pg_snapshot AS snap FROM (SELECT pg_current_xact_id()::text AS x) t) s
+     CROSS JOIN (SELECT (x || ':' || x || ':')::pg_snapshot AS snap
+                   FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x) t) s
      CROSS JOIN LATERAL (
        SELECT COALESCE((SELECT min(e.seq) - 1 FROM exactly_once_outbox_events e
                          WHERE e.lane = l.lane AND e.txid = pg_current_xact_id()),

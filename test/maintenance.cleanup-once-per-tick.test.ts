@@ -31,12 +31,26 @@ after(async () => {
   await db.close();
 });
 
-/** An empty ring: partition 0 current (opened now), the others free. */
+/** An empty ring: partition 0 current (opened now), the others free and unsealed. */
 async function resetOutbox() {
   await db.pool.query(`
     TRUNCATE exactly_once_outbox_events, exactly_once_outbox_parked;
+    DO $$ BEGIN
+      FOR p IN 0..7 LOOP
+        EXECUTE format('ALTER TABLE exactly_once_outbox_events_%s DROP CONSTRAINT IF EXISTS exactly_once_outbox_events_%s_sealed', p, p);
+      END LOOP;
+    END $$;
     UPDATE exactly_once_outbox_meta SET current_part = 0;
-    UPDATE exactly_once_outbox_parts SET opened_at = CASE WHEN part = 0 THEN now() END, closed_at = NULL;`);
+    UPDATE exactly_once_outbox_parts
+       SET opened_at = CASE WHEN part = 0 THEN now() END, closed_at = NULL, sealed_at = NULL;`);
+}
+
+async function sealed(part: number): Promise<boolean> {
+  const { rows } = await db.pool.query<{ sealed: boolean }>(
+    'SELECT sealed_at IS NOT NULL AS sealed FROM exactly_once_outbox_parts WHERE part = $1',
+    [part],
+  );
+  return rows[0]?.sealed === true;
 }
 
 /** Pretend partition `part` opened (and, with `closedAgoMs`, closed) that long ago. */
@@ -109,6 +123,52 @@ describe('outbox cleanup (retention by partition)', () => {
       await relay.stop();
       result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });
       assert.deepEqual(result, { deleted: 2, batches: 1, rotated: false });
+    } finally {
+      await deleteRedisPrefix(redis, prefix);
+      redis.disconnect();
+    }
+  });
+
+  test('a closed partition every relay has passed is sealed: a late write into it fails instead of going unread', async () => {
+    await resetOutbox();
+    await seedOutbox(db.pool, [
+      { status: 'published' },
+      { status: 'published' },
+      { status: 'pending', aggregateId: 'p' },
+    ]);
+    await age(0, 2 * DAY);
+    await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY }); // rotates: partition 1 takes new events
+    await age(0, 2 * DAY, 120_000);
+    await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });
+    assert.equal(await sealed(0), false, 'an event no relay has handled keeps it open to claims');
+    const redis = createRedis(REDIS_URL, silentLogger);
+    const prefix = redisPrefix('maintenance_seal');
+    try {
+      const config = configFromObject({ database: { url: db.url }, outbox: { queue_pattern: `${prefix}{priority}` } });
+      const relay = new Relay({ config, pool: db.pool, publisher: createPublisher(config, { redis }) });
+      assert.equal((await relay.publishDue()).published, 1);
+      const result = await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY });
+      assert.equal(result.deleted, 0, 'sealed, not dropped: it closed two minutes ago');
+      assert.equal(await sealed(0), true);
+      // A statement that still routes a row into it (it read the ring's pointer before it moved) is refused.
+      await assert.rejects(
+        db.pool.query(
+          `INSERT INTO exactly_once_outbox_events (part, aggregate_id, event_type, payload) VALUES (0, 'x', 'e', '{}')`,
+        ),
+        (err: { code?: string }) => err.code === '23514',
+      );
+      assert.deepEqual(await outboxCounts(db.pool), { pending: 0, published: 3, failed: 0 }, 'its history is listed');
+      // Events keep flowing through the current partition.
+      await seedOutbox(db.pool, [{ status: 'pending', aggregateId: 'p' }]);
+      assert.equal((await relay.publishDue()).published, 1);
+      await relay.stop();
+      await age(0, 9 * DAY, 8 * DAY);
+      assert.equal((await cleanupOutbox(db.pool, { olderThanMs: 7 * DAY })).deleted, 3);
+      assert.equal(await sealed(0), false, 'free again once truncated');
+      const { rows } = await db.pool.query(
+        "SELECT 1 FROM pg_constraint WHERE conname LIKE 'exactly_once_outbox_events_%_sealed'",
+      );
+      assert.equal(rows.length, 0, 'the seal goes with the rows');
     } finally {
       await deleteRedisPrefix(redis, prefix);
       redis.disconnect();

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createMigrator, kyselyFromPool } from '../src/db/migrator.js';
+import { storeInOutbox } from '../src/outbox/writer.js';
 import { exitWithin, spawnRelay, writeConfigFile } from './helpers/relay-process.js';
 import {
   createTestDatabase,
@@ -214,5 +215,51 @@ test('a producer of this version writing through `exactly-once migrate` never fa
     }
   } finally {
     await live.close();
+  }
+});
+
+test('a transaction that began before `exactly-once migrate` and writes its event after it is relayed', async () => {
+  const late = await createTestDatabase('outbox_upgrade_late', { migrate: false });
+  const k = kyselyFromPool(new pg.Pool({ connectionString: late.url, max: 1 }));
+  try {
+    const result = await createMigrator(k).migrateTo('0007_outbox_dashboard_indexes');
+    if (result.error) throw result.error;
+  } finally {
+    await k.destroy();
+  }
+  const app = new pg.Client({ connectionString: late.url });
+  await app.connect();
+  const queue = `${prefix}late:jobqueue:low_priority`;
+  try {
+    await app.query('CREATE TABLE late_orders (id integer PRIMARY KEY)');
+    // The app's transaction takes its transaction id before the migration does, and is still open when it commits.
+    await app.query('BEGIN');
+    await app.query('INSERT INTO late_orders VALUES (1)');
+    const env = { ...process.env, DATABASE_URL: late.url, LOG_LEVEL: 'warn' };
+    await run(process.execPath, [BIN, 'migrate'], { env });
+    const [event] = await storeInOutbox(app, [{ aggregateId: 'late', eventType: 'late.event', payload: { n: 1 } }]);
+    await app.query('COMMIT');
+
+    const file = writeConfigFile('outbox-upgrade-late', {
+      database: { url: late.url },
+      redis: { url: REDIS_URL },
+      outbox: { queue_pattern: `${prefix}late:jobqueue:{priority}_priority`, poll_interval: '200ms' },
+      metrics: { enabled: false },
+    });
+    const relay = spawnRelay(file);
+    try {
+      await waitFor(async () => (await redis.llen(queue)) >= 1, 15_000, `the late transaction's event (${relay.stderr()})`);
+      const jobs = (await redis.lrange(queue, 0, -1)).map((j) => JSON.parse(j) as { id: string });
+      assert.deepEqual(
+        jobs.map((j) => j.id),
+        [event?.id],
+      );
+    } finally {
+      relay.child.kill('SIGTERM');
+      await exitWithin(relay, 15_000);
+    }
+  } finally {
+    await app.end();
+    await late.close();
   }
 });
