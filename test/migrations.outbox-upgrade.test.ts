@@ -248,7 +248,11 @@ test('a transaction that began before `exactly-once migrate` and writes its even
     });
     const relay = spawnRelay(file);
     try {
-      await waitFor(async () => (await redis.llen(queue)) >= 1, 15_000, `the late transaction's event (${relay.stderr()})`);
+      await waitFor(
+        async () => (await redis.llen(queue)) >= 1,
+        15_000,
+        `the late transaction's event (${relay.stderr()})`,
+      );
       const jobs = (await redis.lrange(queue, 0, -1)).map((j) => JSON.parse(j) as { id: string });
       assert.deepEqual(
         jobs.map((j) => j.id),
