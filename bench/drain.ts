@@ -43,6 +43,8 @@ export interface DrainFigure {
   shape: 'spread' | 'hot';
   aggregates: number;
   events: number;
+  /** drains per relay row (and as many of the naive relay, interleaved) */
+  rounds: number;
   sqlCeilingPerSec: number;
   /** naive pipelined relay, batch 500, by loop count (the first run of each; every relay row has its own) */
   naivePerSec: Record<number, number>;
@@ -53,9 +55,13 @@ export interface DrainFigure {
     batchSize: number | undefined;
     loops: number;
     processes: number;
+    /** median of `opts.rounds` drains */
     perSec: number;
-    /** the naive relay with as many connections, run just before this row (the machine drifts within a run) */
+    /** (max - min) / median of those drains */
+    spread: number;
+    /** the naive relay with as many connections, median of the rounds interleaved with this row's */
     naivePerSec: number;
+    naiveSpread: number;
     vsNaive: number;
     vsCeiling: number;
     /** CPU per 1,000 events of this drain and of the naive relay run just before it (in-process rows only) */
@@ -97,48 +103,61 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
       const relays: DrainFigure['relays'] = [];
       for (const r of RELAY_SHAPES) {
         const connections = r.loops * Math.max(1, r.processes);
-        const { perSec: naiveNow, cpu: naiveCpu } = await naive(connections);
-        naivePerSec[connections] ??= naiveNow;
-        await reseed(aggregates);
         const outbox = {
           concurrency: r.loops,
           poll_interval: '100ms',
           ...(r.batchSize === undefined ? {} : { batch_size: r.batchSize }),
         };
         const config = relayConfig(db.url, REDIS_URL, prefix, outbox);
+        // Rounds interleaved (naive, relay, naive, relay, ...): the machine drifts within a run, and a single drain of
+        // 20,000 events moves by 10% or more from one round to the next; the medians and their spread are reported.
+        const relayRuns: number[] = [];
+        const naiveRuns: number[] = [];
         let relayCpu: CpuSplit | undefined;
-        const seconds =
-          r.processes > 0
-            ? await timeRelayProcesses({
-                dbUrl: db.url,
-                redisUrl: REDIS_URL,
-                redis,
-                prefix,
-                n: opts.events,
-                processes: r.processes,
-                outbox,
-              })
-            : await withCpu(redis, opts.events, () =>
-                timeRelayDrain({ config, pool: db.pool, redis, n: opts.events }),
-              ).then(({ result, cpuPer1000 }) => {
-                relayCpu = cpuPer1000;
-                return result;
-              });
-        const perSec = rate(seconds);
-        await deleteRedisPrefix(redis, prefix);
+        let naiveCpu: CpuSplit | undefined;
+        for (let i = 0; i < opts.rounds; i++) {
+          const n = await naive(connections);
+          naiveRuns.push(n.perSec);
+          naiveCpu ??= n.cpu;
+          await reseed(aggregates);
+          const seconds =
+            r.processes > 0
+              ? await timeRelayProcesses({
+                  dbUrl: db.url,
+                  redisUrl: REDIS_URL,
+                  redis,
+                  prefix,
+                  n: opts.events,
+                  processes: r.processes,
+                  outbox,
+                })
+              : await withCpu(redis, opts.events, () =>
+                  timeRelayDrain({ config, pool: db.pool, redis, n: opts.events }),
+                ).then(({ result, cpuPer1000 }) => {
+                  relayCpu ??= cpuPer1000;
+                  return result;
+                });
+          relayRuns.push(rate(seconds));
+          await deleteRedisPrefix(redis, prefix);
+        }
+        const perSec = median(relayRuns);
+        const naiveNow = median(naiveRuns);
+        naivePerSec[connections] ??= naiveNow;
         relays.push({
           label: r.label,
           batchSize: config.outbox.batchSize,
           loops: r.loops,
           processes: r.processes,
           perSec,
+          spread: spreadOf(relayRuns),
           naivePerSec: naiveNow,
+          naiveSpread: spreadOf(naiveRuns),
           vsNaive: round(perSec / naiveNow),
           vsCeiling: round(perSec / sqlCeilingPerSec),
-          ...(relayCpu ? { cpu: { relay: relayCpu, naive: naiveCpu } } : {}),
+          ...(relayCpu && naiveCpu ? { cpu: { relay: relayCpu, naive: naiveCpu } } : {}),
         });
         opts.progress(
-          `drain ${shape} ${r.label}: relay ${perSec}/s; naive x${connections} ${naiveNow}/s; ceiling ${sqlCeilingPerSec}/s`,
+          `drain ${shape} ${r.label}: relay ${relayRuns.join('/')}/s; naive x${connections} ${naiveRuns.join('/')}/s; ceiling ${sqlCeilingPerSec}/s`,
         );
       }
       let pgBossPerSec: number | undefined;
@@ -152,6 +171,7 @@ export async function drainBench(opts: BenchOptions): Promise<{ rows: Row[]; fig
         shape,
         aggregates,
         events: opts.events,
+        rounds: opts.rounds,
         sqlCeilingPerSec,
         naivePerSec,
         pgBossPerSec,
@@ -223,6 +243,16 @@ async function graphileDrain(
 
 const total = (c: CpuSplit) => c.postgres + c.redis + c.node;
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : Math.round(((s[mid - 1] as number) + (s[mid] as number)) / 2);
+}
+
+function spreadOf(xs: number[]): number {
+  return round((Math.max(...xs) - Math.min(...xs)) / Math.max(1, median(xs)), 3);
+}
+
 function drainRows(figures: DrainFigure[]): Row[] {
   const rows: Row[] = [];
   const spread = figures.find((f) => f.shape === 'spread');
@@ -287,8 +317,8 @@ function drainRows(figures: DrainFigure[]): Row[] {
       ].join('');
       rows.push({
         benchmark: `drain ${where}: relay ${r.label} (batch ${r.batchSize}, ${how})`,
-        figure: `${r.perSec} ev/s`,
-        baseline: `naive x${connections} ${r.naivePerSec}; SQL ${f.sqlCeilingPerSec}${others} ev/s`,
+        figure: `${r.perSec} ev/s (median of ${f.rounds}, spread ${round(r.spread * 100, 1)}%)`,
+        baseline: `naive x${connections} ${r.naivePerSec} (spread ${round(r.naiveSpread * 100, 1)}%); SQL ${f.sqlCeilingPerSec}${others} ev/s`,
         ratio:
           `${r.vsNaive}x naive; ${r.vsCeiling} of SQL` +
           (f.pgBossPerSec ? `; ${round(r.perSec / f.pgBossPerSec)}x pg-boss` : '') +

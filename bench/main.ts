@@ -30,7 +30,7 @@ console.log(
     .join(', ')}`,
 );
 console.log(
-  `sizes: drain ${opts.events} events (relay at its defaults, batch 500 x 1 and 2 loops, 2 CLI processes; baselines at batch 500); ` +
+  `sizes: drain ${opts.events} events x ${opts.rounds} interleaved rounds (relay at its defaults, batch 500 x 1 and 2 loops, 2 CLI processes; baselines at batch 500); ` +
     `growth batch ${opts.batchSize}; memory ${opts.memoryEvents.toLocaleString('en-US')} events; freshness ${opts.rate}/s for ` +
     `${opts.freshnessSeconds}s per mode; growth history ${opts.history.toLocaleString('en-US')} rows\n`,
 );

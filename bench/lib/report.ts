@@ -28,6 +28,8 @@ export interface BenchOptions {
   memoryKeys: number;
   /** Events the relay publishes before the marker memory is read. @defaultValue 1000000 */
   memoryEvents: number;
+  /** Interleaved drains per relay row of the drain bench (medians reported). @defaultValue 3 (BENCH_ROUNDS, --rounds) */
+  rounds: number;
   /** Producer rate of the held-snapshot bench, events/s. @defaultValue 5000 (BENCH_HELD_RATE, --held-rate) */
   heldRate: number;
   /** Seconds the held-snapshot bench holds the snapshot. @defaultValue 600 (BENCH_HELD_SECONDS, --held-seconds) */
@@ -76,6 +78,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
       history: { type: 'string' },
       'memory-keys': { type: 'string' },
       'memory-events': { type: 'string' },
+      rounds: { type: 'string' },
       'held-rate': { type: 'string' },
       'held-seconds': { type: 'string' },
       only: { type: 'string' },
@@ -85,7 +88,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   if (values.help) {
     console.log(`Usage: npm run bench -- [--events N] [--aggregates N] [--workers 1,2,4] [--batch N] [--rate N]
          [--seconds N] [--poll-ms N] [--transactions N] [--checks N] [--history N] [--memory-keys N] [--memory-events N]
-         [--held-rate N] [--held-seconds N]
+         [--rounds N] [--held-rate N] [--held-seconds N]
          [--only drain,held,freshness,producer,duplicate,growth,memory,scale,import,worker]
 Each flag also reads BENCH_<NAME> from the environment (BENCH_EVENTS=200000, BENCH_HISTORY=5000000, ...).`);
     process.exit(0);
@@ -116,6 +119,7 @@ Each flag also reads BENCH_<NAME> from the environment (BENCH_EVENTS=200000, BEN
     history: num(values.history, 'BENCH_HISTORY', 5_000_000),
     memoryKeys: num(values['memory-keys'], 'BENCH_MEMORY_KEYS', 20_000),
     memoryEvents: num(values['memory-events'], 'BENCH_MEMORY_EVENTS', 1_000_000),
+    rounds: num(values.rounds, 'BENCH_ROUNDS', 3),
     heldRate: num(values['held-rate'], 'BENCH_HELD_RATE', 5000),
     heldSeconds: num(values['held-seconds'], 'BENCH_HELD_SECONDS', 600),
     only: only.length > 0 ? only : [...ALL_BENCHES],
